@@ -1,0 +1,1 @@
+"""Agents: Decision Transformer, actor-critic and baseline agents."""

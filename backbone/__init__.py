@@ -1,0 +1,1 @@
+"""The shared transformer backbone: configs, blocks, feed-forward variants, attention, encoders."""

@@ -1,0 +1,115 @@
+"""The ``seqrl`` command line.
+
+One command with subcommands grouped by workflow::
+
+    seqrl demo                 # the built-in end-to-end job
+    seqrl train <algo> ...     # dt, twm, iris, ...
+    seqrl eval POLICY ...      # evaluate a policy through the shared evaluator
+    seqrl rollout POLICY ...   # record what a policy does
+    seqrl collect ...          # collect a dataset
+    seqrl datasets list|info   # inspect datasets
+
+Each part of seqrl contributes its subcommands from a module ``seqrl.<part>.cli`` that defines
+``register(registry)``. Errors on bad input are printed as one line (``seqrl: error: ...``) and
+give a non-zero exit code (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from seqrl import __version__
+from seqrl.errors import SeqrlError
+
+# Modules that contribute subcommands, in the order their commands appear in --help.
+COMMAND_MODULES = (
+    "seqrl.demo",
+    "seqrl.agents.cli",
+    "seqrl.world_models.cli",
+    "seqrl.envs.cli",
+    "seqrl.data.cli",
+)
+
+
+class Registry:
+    """Where command modules add their subcommands."""
+
+    def __init__(
+        self, subparsers: argparse._SubParsersAction, train: argparse._SubParsersAction
+    ) -> None:
+        self._subparsers = subparsers
+        self._train = train
+
+    def command(
+        self, name: str, help: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        """Add ``seqrl NAME``; set its handler with ``parser.set_defaults(handler=fn)``."""
+        return self._subparsers.add_parser(
+            name, help=help, description=description or help, formatter_class=HelpFormatter
+        )
+
+    def train_algo(
+        self, name: str, help: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        """Add ``seqrl train NAME``; set its handler with ``parser.set_defaults(handler=fn)``."""
+        return self._train.add_parser(
+            name, help=help, description=description or help, formatter_class=HelpFormatter
+        )
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the description's line breaks."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``seqrl`` parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="seqrl",
+        description="Transformer-based reinforcement learning: Decision Transformer and "
+        "transformer world models on one backbone, one data layer and one evaluator.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"seqrl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    train = subparsers.add_parser(
+        "train",
+        help="train an agent or world model",
+        description="Train an agent or world model.",
+        formatter_class=HelpFormatter,
+    )
+    train_sub = train.add_subparsers(dest="algo", metavar="ALGO", required=True)
+    registry = Registry(subparsers, train_sub)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # this part has no commands (yet)
+                continue
+            raise
+        module.register(registry)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except SeqrlError as exc:
+        print(f"seqrl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("seqrl: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry: ``sys.exit(main())``."""
+    sys.exit(main())

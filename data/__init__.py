@@ -1,0 +1,1 @@
+"""The trajectory dataset layer: sources, collection, samplers and the replay buffer."""

@@ -1,0 +1,1 @@
+"""Environment construction, the rollout loop, evaluation and score normalization."""

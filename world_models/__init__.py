@@ -1,0 +1,1 @@
+"""Transformer world models (TWM, IRIS) and the world-model agent workflow."""
