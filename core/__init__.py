@@ -8,9 +8,16 @@ Parts live in subpackages: ``seqrl.backbone``, ``seqrl.data``, ``seqrl.envs``, `
 ``seqrl.world_models``.
 """
 
-from seqrl.errors import CheckpointError, ConfigError, DataError, SeqrlError, UsageError
-from seqrl.protocols import Agent, ImaginedStep, WorldModel
-from seqrl.types import LossOutput, Trajectory, TrajectoryBatch
+import os
+
+# Busy-waiting OpenMP threads make the small operations of RL loops (one env step, one token)
+# cost milliseconds on a shared machine; PASSIVE makes them sleep instead. It must be set before
+# torch starts its OpenMP runtime, so it is set here, unless the user chose a policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from seqrl.errors import CheckpointError  # noqa: E402, ConfigError, DataError, SeqrlError, UsageError
+from seqrl.protocols import Agent, ImaginedStep, WorldModel  # noqa: E402
+from seqrl.types import LossOutput, Trajectory, TrajectoryBatch  # noqa: E402
 
 __version__ = "0.1.0"
 

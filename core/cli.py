@@ -26,7 +26,6 @@ from seqrl.errors import SeqrlError
 
 # Modules that contribute subcommands, in the order their commands appear in --help.
 COMMAND_MODULES = (
-    "seqrl.demo",
     "seqrl.agents.cli",
     "seqrl.world_models.cli",
     "seqrl.envs.cli",
@@ -61,7 +60,13 @@ class Registry:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the description's line breaks."""
+    """Shows defaults (once) and keeps the description's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if "(default:" in help_text or action.default in (None, False, argparse.SUPPRESS):
+            return help_text
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

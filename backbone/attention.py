@@ -1,0 +1,139 @@
+"""Causal self-attention: projections, rotary positions, the KV cache, and the three attention kinds.
+
+``dense`` is causal attention through ``torch.nn.functional.scaled_dot_product_attention`` (flash
+and memory-efficient kernels on GPU, the fused flash kernel on CPU). ``banded`` lets each token see
+itself and its ``window - 1`` predecessors; without a cache it runs block by block, so its cost is
+linear in the sequence length. ``dilated`` is LongNet's dilated attention
+(:mod:`seqrl.backbone.dilated`). All three accept cached keys from earlier calls and a padding mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from seqrl.backbone.config import TransformerConfig
+from seqrl.backbone.dilated import DilatedPlan, dilated_attention, plan_dilated
+from seqrl.backbone.positions import Rotary
+from torch import Tensor, nn
+
+
+@dataclass
+class Step:
+    """What every layer needs to know about the n new tokens of one forward call."""
+
+    q_start: int  # absolute position of the first new token
+    positions: Tensor  # (B, n) long: each new token's position within its row's sequence
+    row_start: Tensor | None  # (B,) long: where each row's sequence begins; None: at the first key
+    key_padding: Tensor | None  # (B, L) bool over cached + new keys, False on padding; None: none
+    dilated_plan: DilatedPlan | None = field(default=None, repr=False)  # shared by all layers
+    mask: Tensor | None = field(default=None, repr=False)  # dense/banded mask, shared likewise
+
+
+def _starts_at_first_key(step: Step, length: int) -> bool:
+    k_start = step.q_start + step.positions.shape[1] - length
+    return step.row_start is None or bool((step.row_start == k_start).all())
+
+
+def attention_mask(step: Step, length: int, window: int | None, device: torch.device) -> Tensor:
+    """Boolean (B or 1, 1, n, L) mask, True where a new token may attend a key (always itself)."""
+    n = step.positions.shape[1]
+    q_abs = step.q_start + torch.arange(n, device=device)
+    k_abs = step.q_start + n - length + torch.arange(length, device=device)
+    allowed = k_abs[None, :] <= q_abs[:, None]  # (n, L)
+    if window is not None:
+        allowed = allowed & (k_abs[None, :] > q_abs[:, None] - window)
+    allowed = allowed[None]
+    if step.row_start is not None:
+        allowed = allowed & (k_abs[None, None, :] >= step.row_start.to(device)[:, None, None])
+    if step.key_padding is not None:
+        itself = k_abs[None, :] == q_abs[:, None]
+        allowed = allowed & (step.key_padding.to(device)[:, None, :] | itself[None])
+    return allowed[:, None]
+
+
+def banded_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
+    """Causal sliding-window attention without cache or padding, block by block: (B, H, T, D).
+
+    Queries go in blocks of ``window``; block b attends the keys of blocks b - 1 and b, masked to
+    each query's band, so the work is O(T * window) rather than O(T^2).
+    """
+    b, h, t, d = q.shape
+    nb = -(-t // window)
+    pad = nb * window - t
+    qb = F.pad(q, (0, 0, 0, pad)).reshape(b * h, nb, window, d)
+    span = 2 * window
+
+    def blocks(x: Tensor) -> Tensor:  # (B, H, T, D) -> (B*H, nb, 2*window, D)
+        x = F.pad(x, (0, 0, window, pad)).unfold(2, span, window)  # (B, H, nb, D, span)
+        return x.transpose(-1, -2).reshape(b * h, nb, span, d)
+
+    i = torch.arange(window, device=q.device)[:, None]
+    j = torch.arange(span, device=q.device)[None, :]
+    first = torch.arange(nb, device=q.device)[:, None, None] * window - window  # key 0's position
+    mask = (j > i) & (j <= i + window) & (first + j >= 0)  # (nb, window, span)
+    out = F.scaled_dot_product_attention(qb, blocks(k), blocks(v), attn_mask=mask)
+    return out.view(b, h, nb * window, d)[:, :, :t]
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention of the kind ``config.attention``: (B, n, D) -> (B, n, D)."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        config.check()
+        self.config = config
+        self.heads, self.head_dim = config.heads, config.head_dim
+        self.qkv = nn.Linear(config.width, 3 * config.width, bias=config.bias)
+        self.proj = nn.Linear(config.width, config.width, bias=config.bias)
+        self.rotary = Rotary(config.head_dim) if config.positions == "rotary" else None
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: Tensor, step: Step, past: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Attend the new tokens ``x`` to ``past`` keys/values and themselves.
+
+        Returns the output and the keys and values (B, H, L, head_dim) of past and new tokens.
+        """
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.rotary is not None:
+            q, k = self.rotary(q, step.positions), self.rotary(k, step.positions)
+        if past is not None:
+            k, v = torch.cat((past[0], k), dim=2), torch.cat((past[1], v), dim=2)
+        y = self.attend(q, k, v, step)  # (B, H, n, head_dim)
+        y = y.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
+        return self.dropout(self.proj(y)), (k, v)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, step: Step) -> Tensor:
+        """Attention of q (B, H, n, d) over k, v (B, H, L, d), the keys ending with the queries."""
+        cfg = self.config
+        n, length = q.shape[2], k.shape[2]
+        if cfg.attention == "dilated":
+            if step.dilated_plan is None:  # every layer attends the same positions
+                step.dilated_plan = plan_dilated(
+                    q.shape[0],
+                    q.shape[1],
+                    n,
+                    length,
+                    cfg.segment_lengths,
+                    cfg.dilation_rates,
+                    q_start=step.q_start,
+                    row_start=step.row_start,
+                    key_padding=step.key_padding,
+                    device=q.device,
+                )
+            return dilated_attention(
+                q, k, v, cfg.segment_lengths, cfg.dilation_rates, plan=step.dilated_plan
+            )
+        window = cfg.window if cfg.attention == "banded" else None
+        plain = n == length and step.key_padding is None and _starts_at_first_key(step, length)
+        if plain and (window is None or window >= n):
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if plain and window is not None and n > 2 * window:
+            return banded_attention(q, k, v, window)
+        if step.mask is None:
+            step.mask = attention_mask(step, length, window, q.device)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=step.mask)

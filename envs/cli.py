@@ -1,0 +1,186 @@
+"""``seqrl eval`` and ``seqrl rollout``: any policy spec, any gymnasium env, one evaluator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from seqrl.envs.atari import is_atari
+from seqrl.envs.config import ATARI_PRESETS, EnvConfig, atari_preset
+from seqrl.envs.evaluate import evaluate
+from seqrl.envs.factory import check_env_id, make_vec_env
+from seqrl.envs.rollout import run_episodes
+from seqrl.envs.scores import minari_ref_scores
+from seqrl.envs.video import FrameRecorder, check_video_path, write_video
+from seqrl.errors import UsageError
+from seqrl.io import atomic_write_text
+
+POLICY_HELP = (
+    "'random', 'sb3:PATH' (a Stable-Baselines3 .zip; it is unpickled, so only from a trusted "
+    "source), or a seqrl checkpoint file / run directory"
+)
+
+
+def _add_common(parser: argparse.ArgumentParser, default_envs: str) -> None:
+    parser.add_argument("policy", metavar="POLICY", help=POLICY_HELP)
+    parser.add_argument(
+        "--env",
+        required=True,
+        metavar="ID",
+        help="gymnasium id, e.g. CartPole-v1, Hopper-v5, ALE/Pong-v5",
+    )
+    parser.add_argument(
+        "--episodes", type=int, required=True, metavar="N", help="complete episodes to play"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the first reset (env i gets seed + i)"
+    )
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        metavar="K",
+        help=f"envs stepped together ({default_envs})",
+    )
+    parser.add_argument(
+        "--atari-preset",
+        choices=sorted(ATARI_PRESETS),
+        default="dqn",
+        help="Atari protocol preset (ALE ids only)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device for learned policies")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(registry: Any) -> None:
+    """Add ``seqrl eval`` and ``seqrl rollout`` to the CLI."""
+    p = registry.command(
+        "eval", help="evaluate a policy: returns, confidence interval, normalized scores"
+    )
+    _add_common(p, "default: min(episodes, 10)")
+    p.add_argument(
+        "--dataset",
+        metavar="MINARI_ID",
+        help="normalize with this local Minari dataset's reference scores",
+    )
+    p.add_argument("--out", metavar="PATH", help="write the results as JSON here")
+    p.set_defaults(handler=eval_command)
+
+    p = registry.command("rollout", help="play a policy and record a video (.mp4 or .gif)")
+    _add_common(p, "default: 1")
+    p.add_argument("--video", metavar="PATH", help="record the episodes to this .mp4 or .gif file")
+    p.add_argument("--fps", type=int, default=30, help="video frames per second")
+    p.set_defaults(handler=rollout_command)
+
+
+def _env_config(args: argparse.Namespace, default_envs: int) -> EnvConfig:
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    num_envs = default_envs if args.num_envs is None else args.num_envs
+    if num_envs < 1:
+        raise UsageError(f"--num-envs must be >= 1, got {num_envs}")
+    check_env_id(args.env)
+    return EnvConfig(
+        id=args.env, num_envs=num_envs, seed=args.seed, atari=atari_preset(args.atari_preset)
+    )
+
+
+def _check_out_path(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"--out {path}: is a directory")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {path}: cannot create a file under {ancestor}")
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """``seqrl eval``: print a results table and optionally write JSON."""
+    from seqrl.agents.policies import EnvSpaces, load_policy
+
+    cfg = _env_config(args, default_envs=min(args.episodes, 10))
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _check_out_path(out)
+    normalization = minari_ref_scores(args.dataset) if args.dataset else "auto"
+    vec_env = make_vec_env(cfg, train=False)
+    try:
+        agent = load_policy(
+            args.policy, EnvSpaces.of(vec_env, cfg.id), device=args.device, seed=args.seed
+        )
+        result = evaluate(
+            agent,
+            vec_env,
+            args.episodes,
+            seed=args.seed,
+            normalization=normalization,
+            progress=not args.quiet,
+        )
+    finally:
+        vec_env.close()
+    result.env_id = cfg.id
+    print(f"policy    {args.policy}")
+    print(result.table())
+    if out is not None:
+        payload = {
+            "policy": args.policy,
+            "atari_preset": args.atari_preset if is_atari(cfg.id) else None,
+        }
+        payload.update(result.to_dict())
+        atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def rollout_command(args: argparse.Namespace) -> int:
+    """``seqrl rollout``: play episodes, print their returns, optionally record a video of env 0."""
+    from seqrl.agents.policies import EnvSpaces, load_policy
+
+    cfg = _env_config(args, default_envs=1)
+    video = check_video_path(args.video) if args.video else None
+    if args.fps < 1:
+        raise UsageError(f"--fps must be >= 1, got {args.fps}")
+    recorders: list[FrameRecorder] = []
+
+    def record_first(env: Any, index: int) -> Any:
+        if index != 0:
+            return env
+        recorders.append(FrameRecorder(env))
+        return recorders[-1]
+
+    vec_env = make_vec_env(
+        cfg,
+        train=False,
+        render_mode="rgb_array" if video else None,
+        wrap=record_first if video else None,
+    )
+    try:
+        agent = load_policy(
+            args.policy, EnvSpaces.of(vec_env, cfg.id), device=args.device, seed=args.seed
+        )
+        played = run_episodes(
+            agent,
+            vec_env,
+            episodes=args.episodes,
+            seed=args.seed,
+            record=False,
+            progress=not args.quiet,
+        )
+    finally:
+        vec_env.close()
+    print(f"{'episode':>7}  {'env':>3}  {'return':>10}  {'length':>6}")
+    for k, ep in enumerate(played):
+        print(f"{k:>7}  {ep.env_index:>3}  {ep.episode_return:>10.2f}  {ep.length:>6}")
+    if video is not None:
+        recorder = recorders[-1]
+        wanted = sum(1 for ep in played if ep.env_index == 0)
+        frames = recorder.frames[: recorder.episode_ends[wanted - 1]] if wanted else recorder.frames
+        write_video(video, frames, fps=args.fps)
+        print(f"wrote {video} ({len(frames)} frames of env 0)")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,86 @@
+"""Build gymnasium environments from an :class:`~seqrl.envs.config.EnvConfig`.
+
+Vector envs use gymnasium's ``SAME_STEP`` autoreset: the step that ends an episode returns the
+next episode's first observation, and the final observation of the ended one in
+``infos["final_obs"]``. Every ``step`` call is then a real transition for every env, so an agent
+never has to act on a final observation (gymnasium 1.x's default, ``NEXT_STEP``, spends one call
+per finished episode on the reset and ignores the action given). :func:`seqrl.envs.rollout`
+accepts both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import gymnasium as gym
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from seqrl.envs.atari import is_atari, make_atari_env, register_ale
+from seqrl.envs.config import EnvConfig
+from seqrl.errors import SeqrlError, UsageError
+
+EnvWrapper = Callable[[gym.Env, int], gym.Env]
+"""``(env, index) -> env``: applied to each env of a vector env (e.g. to record frames of env 0)."""
+
+
+def check_env_id(env_id: str) -> None:
+    """UsageError (one line) when ``env_id`` is not a registered gymnasium id."""
+    if "NoFrameskip" in env_id or env_id.startswith("ALE/"):
+        register_ale()
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise UsageError(
+            f"unknown environment id '{env_id}' ({str(exc).splitlines()[0][:120]})"
+        ) from None
+
+
+def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None) -> gym.Env:
+    """One environment: the Atari protocol for ALE ids, ``gym.make`` for everything else.
+
+    Args:
+        cfg: which env; ``cfg.atari`` applies to ALE ids only.
+        train: training settings (Atari: life loss terminal, training no-ops and frame cap).
+        render_mode: passed to ``gym.make`` (``"rgb_array"`` to record videos).
+    """
+    check_env_id(cfg.id)
+    try:
+        if is_atari(cfg.id):
+            return make_atari_env(cfg.id, cfg.atari, train=train, render_mode=render_mode)
+        kwargs = (
+            {} if cfg.max_episode_steps is None else {"max_episode_steps": cfg.max_episode_steps}
+        )
+        return gym.make(cfg.id, render_mode=render_mode, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise SeqrlError(f"environment '{cfg.id}': {str(exc).splitlines()[0]}") from None
+
+
+def _make_one(
+    cfg: EnvConfig, train: bool, render_mode: str | None, wrap: EnvWrapper | None, index: int
+) -> gym.Env:
+    env = make_env(cfg, train=train, render_mode=render_mode)
+    return wrap(env, index) if wrap is not None else env
+
+
+def make_vec_env(
+    cfg: EnvConfig,
+    train: bool = False,
+    *,
+    num_envs: int | None = None,
+    render_mode: str | None = None,
+    wrap: EnvWrapper | None = None,
+) -> VectorEnv:
+    """``num_envs`` (default ``cfg.num_envs``) copies of :func:`make_env` as one vector env.
+
+    The vector env uses ``SAME_STEP`` autoreset (module docstring). Seeding happens at the first
+    ``reset(seed=s)``, which gymnasium turns into seed ``s + i`` for env ``i``; :func:`rollout`
+    and :func:`evaluate` pass ``cfg.seed`` or their own ``seed``.
+    """
+    n = cfg.num_envs if num_envs is None else num_envs
+    if n < 1:
+        raise UsageError(f"num_envs must be >= 1, got {n}")
+    check_env_id(cfg.id)
+    fns = [partial(_make_one, cfg, train, render_mode, wrap, i) for i in range(n)]
+    if cfg.vectorization == "async":
+        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -1,0 +1,269 @@
+"""The one rollout loop of seqrl: any :class:`~seqrl.protocols.Agent` in a gymnasium vector env.
+
+Evaluation, data collection and video recording all go through :func:`run_episodes`.
+
+Two stopping rules:
+
+- ``episodes=E``: exactly ``E`` complete episodes. A vector env finishes short episodes first, so
+  "the first E episodes to end" over-represents short (often bad) ones. Instead each env gets a
+  quota decided up front (env ``i`` of ``N`` plays ``(E + i) // N`` episodes, as SB3's
+  ``evaluate_policy`` does); episodes an env plays beyond its quota are discarded.
+- ``steps=S``: exactly ``S`` transitions over all envs (for data collection). Episodes still
+  running at the end are returned too, flagged ``truncated`` with ``finished=False``.
+
+Each episode keeps the reward of its last step and its final observation (``T + 1``
+observations). Both gymnasium autoreset modes are handled: ``SAME_STEP`` (what
+:func:`seqrl.envs.make_vec_env` builds; the final observation comes from ``infos["final_obs"]``)
+and ``NEXT_STEP`` (gymnasium's default; the call after an episode ends only resets that env, its
+action is ignored and the agent is told ``done`` again so it drops what it saw of the final
+observation).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from seqrl.errors import SeqrlError, UsageError
+from seqrl.protocols import Agent
+from seqrl.types import Trajectory
+from tqdm.auto import tqdm
+
+
+@dataclass
+class Episode:
+    """One episode played by :func:`run_episodes`.
+
+    Attributes:
+        env_index: which env of the vector env played it.
+        episode_return: undiscounted sum of rewards, the last step's included.
+        length: number of agent steps.
+        wall_time: seconds from the episode's first observation to its last step (envs step
+            together, so episodes of different envs overlap in time).
+        terminated: the env reached a terminal state.
+        truncated: cut by a time limit, or by the end of a ``steps=`` collection.
+        finished: False for an episode still running when a ``steps=`` collection stopped.
+        trajectory: the recorded arrays (``record=True``), else None.
+    """
+
+    env_index: int
+    episode_return: float
+    length: int
+    wall_time: float
+    terminated: bool
+    truncated: bool
+    finished: bool = True
+    trajectory: Trajectory | None = None
+
+
+class _StepStore:
+    """Time-major batched arrays of the steps that running episodes still need."""
+
+    def __init__(self, first_obs: np.ndarray) -> None:
+        self.offset = 0  # global index of self.obs[0]
+        self.obs: list[np.ndarray] = [np.array(first_obs)]
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[np.ndarray] = []
+
+    def append(self, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray) -> None:
+        self.actions.append(np.array(actions))
+        self.rewards.append(np.asarray(rewards, dtype=np.float32))
+        self.obs.append(np.array(next_obs))
+
+    def trim(self, keep_from: int) -> None:
+        """Drop steps before global index ``keep_from`` (no running episode needs them)."""
+        drop = keep_from - self.offset
+        if drop > 0:
+            del self.obs[:drop], self.actions[:drop], self.rewards[:drop]
+            self.offset = keep_from
+
+    def episode(
+        self, i: int, start: int, length: int, final_obs: np.ndarray | None
+    ) -> tuple[np.ndarray, ...]:
+        """Env ``i``'s arrays from global step ``start`` for ``length`` steps (+ final observation)."""
+        s = start - self.offset
+        obs = [self.obs[k][i] for k in range(s, s + length)]
+        obs.append(self.obs[s + length][i] if final_obs is None else final_obs)
+        actions = np.stack([self.actions[k][i] for k in range(s, s + length)])
+        rewards = np.array([self.rewards[k][i] for k in range(s, s + length)], dtype=np.float32)
+        return np.stack(obs), actions, rewards
+
+
+def _same_step(vec_env: VectorEnv) -> bool:
+    mode = vec_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    mode = AutoresetMode(mode) if isinstance(mode, str) else mode
+    if mode == AutoresetMode.DISABLED:
+        raise UsageError(
+            "rollout: the vector env has autoreset disabled; use SAME_STEP or NEXT_STEP"
+        )
+    return mode == AutoresetMode.SAME_STEP
+
+
+def run_episodes(
+    agent: Agent,
+    vec_env: VectorEnv,
+    *,
+    episodes: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    record: bool = True,
+    progress: bool = False,
+    desc: str = "rollout",
+) -> list[Episode]:
+    """Play ``agent`` in ``vec_env`` until ``episodes`` complete episodes or ``steps`` transitions.
+
+    Args:
+        agent: anything with ``reset(N)`` / ``act(obs (N, ...)) -> (N, ...)`` / ``observe``.
+        vec_env: a gymnasium vector env in ``SAME_STEP`` or ``NEXT_STEP`` autoreset mode.
+        episodes: number of complete episodes (exactly one of ``episodes`` / ``steps``).
+        steps: number of transitions over all envs.
+        seed: passed to ``vec_env.reset(seed=...)`` (env ``i`` gets ``seed + i``); None: unseeded.
+        record: keep each episode's arrays as a :class:`Trajectory`; False keeps statistics only.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        The episodes ordered by env index, then by time.
+    """
+    if (episodes is None) == (steps is None):
+        raise UsageError("rollout: give exactly one of episodes= or steps=")
+    if episodes is not None and episodes < 1:
+        raise UsageError(f"episodes must be >= 1, got {episodes}")
+    if steps is not None and steps < 1:
+        raise UsageError(f"steps must be >= 1, got {steps}")
+    same_step = _same_step(vec_env)
+    n = vec_env.num_envs
+    unlimited = np.iinfo(np.int64).max
+    quota = np.array([(episodes + i) // n for i in range(n)] if episodes else [unlimited] * n)
+
+    obs, _ = vec_env.reset(seed=seed)
+    if isinstance(obs, dict):
+        raise UsageError(
+            "rollout: dict observations are not supported; use gymnasium's FlattenObservation"
+        )
+    agent.reset(n)
+    store = _StepStore(obs) if record else None
+
+    step = 0  # global step index: store.obs[step - offset] is the current observation
+    count = np.zeros(n, dtype=np.int64)  # finished episodes per env
+    ep_return = np.zeros(n, dtype=np.float64)
+    ep_len = np.zeros(n, dtype=np.int64)
+    ep_start = np.zeros(n, dtype=np.int64)  # global step index of each running episode's first obs
+    t_start = np.full(n, time.perf_counter())
+    resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this call only resets these envs
+    done_steps = 0
+    finished: list[tuple[int, int, Episode]] = []
+    bar = tqdm(total=episodes or steps, desc=desc, disable=not progress, leave=False)
+
+    active = count < quota  # envs that still owe episodes (updated when an episode ends)
+    all_active, any_active = bool(active.all()), bool(active.any())
+    while any_active and (steps is None or done_steps < steps):
+        actions = np.asarray(agent.act(obs))
+        if len(actions) != n:
+            raise SeqrlError(f"rollout: agent returned {len(actions)} actions for {n} envs")
+        next_obs, rewards, terminated, truncated, infos = vec_env.step(actions)
+        dones = np.logical_or(terminated, truncated)
+        if same_step and all_active and (steps is None or done_steps + n <= steps):
+            taken = ended = dones  # fast path: every env's transition counts
+            ep_return += rewards
+            ep_len += 1
+            n_taken = n
+        else:
+            taken = active & ~resetting  # envs whose transition counts this step
+            if steps is not None and done_steps + n > steps:
+                taken &= np.cumsum(taken) <= steps - done_steps
+            n_taken = int(taken.sum())
+            np.add(ep_return, rewards, out=ep_return, where=taken)
+            ep_len += taken
+            ended = taken & dones
+        done_steps += n_taken
+        if store is not None:
+            store.append(actions, rewards, next_obs)
+
+        if not same_step and resetting.any():  # NEXT_STEP: next_obs[i] starts a new episode
+            ep_start[resetting], t_start[resetting] = step + 1, time.perf_counter()
+        if ended.any():
+            now = time.perf_counter()
+            for i in np.flatnonzero(ended):
+                final = infos["final_obs"][i] if same_step else next_obs[i]
+                trajectory = None
+                if store is not None:
+                    ep_obs, ep_act, ep_rew = store.episode(
+                        int(i), int(ep_start[i]), int(ep_len[i]), final
+                    )
+                    trajectory = Trajectory(
+                        ep_obs, ep_act, ep_rew, bool(terminated[i]), bool(truncated[i])
+                    )
+                episode = Episode(
+                    env_index=int(i),
+                    episode_return=float(ep_return[i]),
+                    length=int(ep_len[i]),
+                    wall_time=now - float(t_start[i]),
+                    terminated=bool(terminated[i]),
+                    truncated=bool(truncated[i]) and not bool(terminated[i]),
+                    trajectory=trajectory,
+                )
+                finished.append((int(i), int(count[i]), episode))
+            count += ended
+            ep_return[ended], ep_len[ended] = 0.0, 0
+            ep_start[ended], t_start[ended] = step + 1, now
+            active = count < quota
+            all_active, any_active = bool(active.all()), bool(active.any())
+            if progress and episodes is not None:
+                bar.update(int(ended.sum()))
+        if progress and steps is not None:
+            bar.update(n_taken)
+
+        if same_step:
+            agent.observe(np.asarray(rewards), dones)
+        else:
+            agent.observe(np.asarray(rewards), dones | resetting)
+            resetting = dones
+        obs = next_obs
+        step += 1
+        if store is not None and step % 256 == 0:
+            store.trim(int(ep_start[active].min()) if active.any() else step)
+
+    bar.close()
+    if steps is not None:  # episodes still running when the budget was spent
+        for i in np.flatnonzero(ep_len > 0):
+            trajectory = None
+            if store is not None:
+                ep_obs, ep_act, ep_rew = store.episode(
+                    int(i), int(ep_start[i]), int(ep_len[i]), None
+                )
+                trajectory = Trajectory(ep_obs, ep_act, ep_rew, terminated=False, truncated=True)
+            episode = Episode(
+                env_index=int(i),
+                episode_return=float(ep_return[i]),
+                length=int(ep_len[i]),
+                wall_time=time.perf_counter() - float(t_start[i]),
+                terminated=False,
+                truncated=True,
+                finished=False,
+                trajectory=trajectory,
+            )
+            finished.append((int(i), int(count[i]), episode))
+    finished.sort(key=lambda item: (item[0], item[1]))
+    return [episode for _, _, episode in finished]
+
+
+def rollout(
+    agent: Agent,
+    vec_env: VectorEnv,
+    episodes: int | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> list[Trajectory]:
+    """The trajectories of :func:`run_episodes` (exactly one of ``episodes`` / ``steps``).
+
+    Each trajectory has ``T + 1`` observations (the final one included), ``T`` actions and rewards.
+    With ``steps=`` the episodes still running at the end come last per env, ``truncated=True``.
+    """
+    played = run_episodes(
+        agent, vec_env, episodes=episodes, steps=steps, seed=seed, record=True, progress=progress
+    )
+    return [episode.trajectory for episode in played if episode.trajectory is not None]

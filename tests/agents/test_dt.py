@@ -1,0 +1,177 @@
+"""Decision Transformer contracts: shapes, cached decoding, save/load, learning, presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+from gymnasium import spaces
+
+from seqrl.agents.dt import DTAgent, DTConfig, build_model, model_from_checkpoint
+from seqrl.backbone import TransformerConfig
+from seqrl.checkpoint import load_checkpoint, save_checkpoint
+from seqrl.errors import UsageError
+from seqrl.types import TrajectoryBatch
+
+OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
+IMAGES = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+BOX = spaces.Box(-2.0, 2.0, (2,), np.float32)
+DISCRETE = spaces.Discrete(5)
+
+
+def tiny(attention: str = "banded", discrete: bool = False, **kw) -> DTConfig:
+    backbone = TransformerConfig(
+        width=32, depth=2, heads=2, attention=attention, window=12,
+        segment_lengths=(6, 12), dilation_rates=(1, 2), dropout=0.0,
+    )
+    return DTConfig(
+        backbone=backbone, context=4, max_timestep=64,
+        action_head="categorical" if discrete else "tanh", temperature=0.0, **kw,
+    )
+
+
+def batch(b: int, t: int, discrete: bool, rng: np.random.Generator, obs_shape=(3,)) -> TrajectoryBatch:
+    obs = torch.tensor(rng.normal(size=(b, t, *obs_shape)), dtype=torch.float32)
+    if discrete:
+        actions = torch.tensor(rng.integers(0, 5, size=(b, t)))
+    else:
+        actions = torch.tensor(rng.uniform(-2, 2, size=(b, t, 2)), dtype=torch.float32)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[0, :2] = False  # left padding
+    zeros = torch.zeros(b, t)
+    return TrajectoryBatch(obs, actions, zeros, torch.tensor(rng.normal(size=(b, t)), dtype=torch.float32),
+                           torch.arange(t).expand(b, t).clone(), mask, zeros.bool())
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("mode", ["window", "cached"])
+def test_act_shapes_and_bounds(discrete: bool, mode: str) -> None:
+    model = build_model(tiny(discrete=discrete), OBS, DISCRETE if discrete else BOX)
+    agent = DTAgent(model, [1.0, 2.0], mode=mode)
+    agent.reset(3)
+    for step in range(6):
+        actions = agent.act(np.random.default_rng(step).normal(size=(3, 3)).astype(np.float32))
+        agent.observe(np.ones(3), np.array([False, step == 2, False]))
+        if discrete:
+            assert actions.shape == (3,) and set(actions.tolist()) <= set(range(5))
+        else:
+            assert actions.shape == (3, 2) and np.all(np.abs(actions) <= 2.0)
+
+
+def test_image_observations() -> None:
+    cfg = tiny(discrete=True, encoder="nature_cnn")
+    model = build_model(cfg, IMAGES, DISCRETE)
+    rng = np.random.default_rng(0)
+    b = batch(2, 4, True, rng, obs_shape=(4, 84, 84))
+    b.observations = torch.tensor(rng.integers(0, 256, size=(2, 4, 4, 84, 84)), dtype=torch.uint8)
+    assert torch.isfinite(model.loss(b).total)
+    agent = DTAgent(model, [5.0])
+    agent.reset(2)
+    assert agent.act(rng.integers(0, 256, size=(2, 4, 84, 84), dtype=np.uint8)).shape == (2,)
+
+
+@pytest.mark.parametrize("attention", ["banded", "dilated"])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_cached_decoding_equals_full_forward(attention: str, discrete: bool) -> None:
+    """Incremental decoding with the KV cache equals one full forward pass over the whole
+    episode, at positions far beyond the band (12 tokens; the episode has 3 * 30 + 1)."""
+    torch.manual_seed(0)
+    model = build_model(tiny(attention, discrete), OBS, DISCRETE if discrete else BOX).eval()
+    outputs = []
+    head = model.head
+    model.head = torch.nn.Module()  # record what the head sees at each step
+    model.head.forward = lambda h: outputs.append(h.clone()) or head(h)  # type: ignore[method-assign]
+    agent = DTAgent(model, [10.0, 5.0], mode="cached")
+    n, t_len = 2, 30
+    agent.reset(n)
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(t_len, n, 3)).astype(np.float32)
+    rtgs, actions = [], []
+    for t in range(t_len):
+        rtgs.append(agent.rtg_now.clone())
+        actions.append(agent.act(obs[t]))
+        agent.observe(rng.normal(size=n), np.zeros(n, dtype=bool))
+    model.head = head
+    cached = torch.stack(outputs, dim=1)  # (N, T, width)
+
+    o = torch.tensor(obs).transpose(0, 1)
+    a = torch.tensor(np.stack(actions)).transpose(0, 1)
+    r = torch.stack(rtgs, dim=1)
+    tokens = rearrange(model.step_tokens(r, o, a, torch.arange(t_len).expand(n, t_len)), "b t k d -> b (t k) d")
+    tokens = torch.cat([torch.zeros(n, 1, tokens.shape[-1]), tokens], dim=1)  # the padded a_{-1} slot
+    padding = torch.ones(n, 3 * t_len + 1, dtype=torch.bool)
+    padding[:, 0] = False
+    with torch.no_grad():
+        full = model.backbone(model.embed_norm(tokens), padding_mask=padding)[:, 2::3]
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_agent_restarts_a_finished_env_like_a_fresh_one() -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny(), OBS, BOX).eval()
+    rng = np.random.default_rng(2)
+    obs = rng.normal(size=(20, 2, 3)).astype(np.float32)
+    both = DTAgent(model, [3.0], mode="cached")
+    both.reset(2)
+    for t in range(7):  # env 1 ends after 7 steps; env 0 goes on
+        both.act(obs[t])
+        both.observe(np.ones(2), np.array([False, t == 6]))
+    fresh = DTAgent(model, [3.0], mode="cached")
+    fresh.reset(1)
+    for t in range(5):
+        got = both.act(obs[7 + t])[1]
+        want = fresh.act(obs[7 + t][1:])[0]
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        both.observe(np.ones(2), np.zeros(2, dtype=bool))
+        fresh.observe(np.ones(1), np.zeros(1, dtype=bool))
+
+
+def test_cached_mode_needs_a_band() -> None:
+    model = build_model(tiny("dense"), OBS, BOX)
+    with pytest.raises(UsageError, match="cached needs banded or dilated"):
+        DTAgent(model, [1.0], mode="cached")
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_save_load_gives_identical_actions(tmp_path, discrete: bool) -> None:
+    model = build_model(tiny(discrete=discrete), OBS, DISCRETE if discrete else BOX)
+    model.set_normalization(np.array([0.5, -0.5, 0.0]), np.array([2.0, 1.0, 3.0]))
+    info = {"obs_shape": [3], "discrete": discrete, "action_dim": 5 if discrete else 2}
+    from seqrl.config import to_dict
+
+    path = save_checkpoint(tmp_path / "dt.pt", algo="dt", config={"model": to_dict(model.cfg), "eval": {"targets": [4.0]}},
+                           step=1, state={"model": model.state_dict()}, extra={"space_info": info})
+    clone = model_from_checkpoint(load_checkpoint(path, algo="dt"))
+    obs = np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
+    a, b = DTAgent(model, [4.0], seed=1), DTAgent(clone, [4.0], seed=1)
+    a.reset(4), b.reset(4)
+    for _ in range(3):
+        np.testing.assert_array_equal(a.act(obs), b.act(obs))
+        a.observe(np.ones(4), np.zeros(4, dtype=bool)), b.observe(np.ones(4), np.zeros(4, dtype=bool))
+
+
+@pytest.mark.parametrize("head", ["tanh", "tanh_gaussian", "categorical"])
+def test_overfits_one_batch(head: str) -> None:
+    torch.manual_seed(0)
+    discrete = head == "categorical"
+    cfg = DTConfig(backbone=tiny().backbone, context=4, max_timestep=64, action_head=head)
+    model = build_model(cfg, OBS, DISCRETE if discrete else BOX)
+    b = batch(8, 4, discrete, np.random.default_rng(0))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(model.loss(b).total.detach())
+    for _ in range(150):
+        opt.zero_grad()
+        model.loss(b).total.backward()
+        opt.step()
+    last = float(model.loss(b).total.detach())
+    assert last < first - 0.5 * abs(first) if head != "tanh_gaussian" else last < first - 2.0
+
+
+def test_bad_combinations() -> None:
+    with pytest.raises(UsageError, match="does not fit discrete"):
+        build_model(tiny(), OBS, DISCRETE)
+    with pytest.raises(UsageError, match="needs image observations"):
+        build_model(tiny(discrete=True, encoder="nature_cnn"), OBS, DISCRETE)
+    with pytest.raises(UsageError, match="nature_cnn"):
+        build_model(tiny(discrete=True), IMAGES, DISCRETE)

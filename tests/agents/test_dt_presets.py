@@ -1,0 +1,51 @@
+"""The DT presets equal the cited table in docs/dt.md, value by value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seqrl.agents.train_dt import PRESETS
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "dt.md"
+
+
+def _table() -> tuple[list[str], list[list[str]]]:
+    lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:] if not ln.startswith("|---")]
+    return header, [r for r in rows if "." in r[0] or r[0] in ("frame_stack", "train_context")]
+
+
+def _get(cfg: object, key: str) -> object:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _same(value: object, text: str) -> bool:
+    if isinstance(value, tuple):
+        return [float(v) for v in value] == [float(t) for t in text.split(",")]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) == float(text)
+    return str(value) == text
+
+
+HEADER, ROWS = _table()
+
+
+def test_table_covers_every_preset() -> None:
+    assert set(HEADER[1:-1]) == set(PRESETS)
+    assert len(ROWS) >= 25
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_matches_the_cited_table(preset: str) -> None:
+    cfg = PRESETS[preset]()
+    column = HEADER.index(preset)
+    for row in ROWS:
+        if row[column] == "-":
+            continue
+        assert row[-1], f"{row[0]} has no source"
+        assert _same(_get(cfg, row[0]), row[column]), f"{preset}: {row[0]} = {_get(cfg, row[0])!r}, table says {row[column]}"

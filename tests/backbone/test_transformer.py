@@ -1,0 +1,208 @@
+"""The pre-norm decoder: shapes, init, causality, padding, and KV-cached decoding equal to the
+full forward pass (dense, banded, dilated; token by token and block by block; per-row resets)."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from seqrl.backbone import Transformer, TransformerConfig, banded_attention
+from seqrl.backbone.attention import Step, attention_mask
+
+KINDS = ["dense", "banded", "dilated"]
+
+
+def _model(attention="dense", positions="rotary", **kw):
+    cfg = TransformerConfig(
+        width=16,
+        depth=2,
+        heads=4,
+        attention=attention,
+        window=6,
+        segment_lengths=(4, 8, 16),
+        dilation_rates=(1, 2, 4),
+        positions=positions,
+        dropout=0.0,
+        max_len=128,
+        **kw,
+    )
+    torch.manual_seed(0)
+    return Transformer(cfg).double().eval()
+
+
+def _x(b, t, seed=0):
+    return torch.randn(b, t, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def _decode(model, x, block, cache=None):
+    cache = cache if cache is not None else model.new_cache(x.shape[0])
+    outs = [model(x[:, i : i + block], cache=cache) for i in range(0, x.shape[1], block)]
+    return torch.cat(outs, dim=1), cache
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("ff", ["mlp", "swiglu"])
+def test_shapes_and_gradients(norm, ff):
+    model = _model(norm=norm, ff=ff).train()
+    x = _x(3, 10).requires_grad_()
+    y = model(x)
+    assert y.shape == (3, 10, 16)
+    y.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in model.parameters())
+
+
+def test_gpt2_init():
+    cfg = TransformerConfig(width=256, depth=4, heads=4)
+    model = Transformer(cfg)
+    block = model.blocks[0]
+    assert block.attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.attn.proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.05)
+    assert block.ff.out.weight.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.05)
+    assert torch.all(block.attn.qkv.bias == 0)
+
+
+@pytest.mark.parametrize("attention", KINDS)
+def test_causal(attention):
+    model = _model(attention)
+    x = _x(2, 30)
+    x2 = x.clone()
+    x2[:, 21:] += 1.0
+    torch.testing.assert_close(model(x)[:, :21], model(x2)[:, :21], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("attention", KINDS)
+@pytest.mark.parametrize("positions", ["none", "learned", "rotary"])
+@pytest.mark.parametrize("block", [1, 5])
+def test_cached_decoding_equals_full_forward(attention, positions, block):
+    model = _model(attention, positions)
+    x = _x(3, 37)
+    decoded, cache = _decode(model, x, block)
+    torch.testing.assert_close(decoded, model(x), atol=1e-12, rtol=0)
+    assert cache.position == 37
+    if attention == "banded":
+        assert cache.length == 5  # window - 1: the cache stays small and outputs stay exact
+    if attention == "dilated":
+        assert cache.length == 15
+
+
+def test_banded_far_beyond_the_window_stays_exact():
+    """Cached evaluation over a chunk many windows long (as the Decision Transformer runs)."""
+    model = _model("banded", "none")
+    x = _x(2, 90)
+    decoded, _ = _decode(model, x, 3)  # e.g. (return, state, action) per step
+    torch.testing.assert_close(decoded, model(x), atol=1e-12, rtol=0)
+
+
+def test_decoding_runs_only_the_new_tokens():
+    model = _model("dilated")
+    seen = []
+    for block in model.blocks:
+        block.ff.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[1]))
+    cache = model.new_cache(2)
+    model(_x(2, 12), cache=cache)
+    seen.clear()
+    model(_x(2, 3, seed=1), cache=cache)
+    assert seen == [3, 3]  # each layer saw the 3 new tokens, never the 12 cached ones
+
+
+def test_banded_blockwise_kernel_equals_the_explicit_mask():
+    q, k, v = (torch.randn(2, 3, 50, 8, dtype=torch.float64) for _ in range(3))
+    step = Step(
+        q_start=0, positions=torch.arange(50).expand(2, 50), row_start=None, key_padding=None
+    )
+    mask = attention_mask(step, 50, 7, q.device)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(banded_attention(q, k, v, 7), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("attention", KINDS)
+def test_padding_tokens_are_invisible(attention):
+    model = _model(attention, "none")
+    x = _x(2, 20)
+    pad = torch.ones(2, 20, dtype=torch.bool)
+    pad[0, :4] = False  # left padding
+    pad[1, 12] = False
+    x2 = x.clone()
+    x2[~pad] = 7.0
+    y, y2 = model(x, padding_mask=pad), model(x2, padding_mask=pad)
+    torch.testing.assert_close(y[pad], y2[pad], atol=1e-12, rtol=0)
+    assert torch.isfinite(y).all()
+    decoded = torch.cat(
+        [
+            model(x[:, i : i + 1], padding_mask=pad[:, i : i + 1], cache=c)
+            for c in [model.new_cache(2)]
+            for i in range(20)
+        ],
+        1,
+    )
+    torch.testing.assert_close(decoded, y, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("attention", KINDS)
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_reset_rows_start_fresh_sequences(attention, positions):
+    """Row 1's episode ends after 13 tokens: after reset it continues as a fresh sequence would."""
+    model = _model(attention, positions)
+    first, second = _x(2, 13), _x(2, 22, seed=1)
+    cache = model.new_cache(2)
+    _decode(model, first, 1, cache)
+    cache.reset(torch.tensor([False, True]))
+    decoded, _ = _decode(model, second, 2, cache)
+    both = model(torch.cat((first, second), dim=1))
+    torch.testing.assert_close(decoded[0], both[0, 13:], atol=1e-12, rtol=0)  # row 0 unaffected
+    torch.testing.assert_close(decoded[1], model(second[1:])[0], atol=1e-12, rtol=0)
+
+
+def test_select_rows_for_batched_imagination():
+    model = _model("dilated")
+    context, future = _x(2, 11), _x(6, 7, seed=1)
+    cache = model.new_cache(2)
+    model(context, cache=cache)
+    rows = torch.tensor([0, 0, 0, 1, 1, 1])  # three imagined rollouts per context
+    imagined, _ = _decode(model, future, 1, cache.select(rows))
+    full = model(torch.cat((context[rows], future), dim=1))[:, 11:]
+    torch.testing.assert_close(imagined, full, atol=1e-12, rtol=0)
+
+
+def test_memory_of_earlier_segments_trains_with_detached_cache():
+    """Transformer-XL style: segment 2 attends to segment 1's cached keys, gradients stop there."""
+    model = _model("dense", "rotary").train()
+    seg1, seg2 = _x(2, 8), _x(2, 8, seed=1)
+    cache = model.new_cache(2)
+    model(seg1, cache=cache)
+    cache.detach_()
+    y = model(seg2, cache=cache)
+    torch.testing.assert_close(y, model(torch.cat((seg1, seg2), 1))[:, 8:], atol=1e-12, rtol=0)
+    y.sum().backward()
+    assert model.blocks[0].attn.qkv.weight.grad is not None
+
+
+def test_dense_sliding_window_cache_and_too_small_keep():
+    model = _model("dense", "rotary")
+    cache = model.new_cache(1, keep=4)
+    _decode(model, _x(1, 10), 1, cache)
+    assert cache.length == 4 and cache.offset == 6
+    with pytest.raises(ValueError, match="keep"):
+        _model("dilated").new_cache(1, keep=8)
+
+
+def test_learned_positions_beyond_max_len_raise():
+    model = _model("dense", "learned")
+    with pytest.raises(ValueError, match="max_len"):
+        model(_x(1, 129))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    attention=st.sampled_from(KINDS),
+    positions=st.sampled_from(["none", "learned", "rotary"]),
+    t=st.integers(1, 30),
+    block=st.integers(1, 8),
+    batch=st.integers(1, 3),
+)
+def test_property_cached_equals_full(attention, positions, t, block, batch):
+    model = _model(attention, positions)
+    x = _x(batch, t, seed=t)
+    with torch.no_grad():
+        torch.testing.assert_close(_decode(model, x, block)[0], model(x), atol=1e-12, rtol=0)

@@ -1,0 +1,183 @@
+"""Minari datasets: lossless round trip, local loads without network, the download path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+from seqrl.cli import main
+from seqrl.data.dataset import DatasetMetadata, TrajectoryDataset
+from seqrl.data.minari_source import load_minari, minari_root, write_minari
+from seqrl.data.sources import list_datasets, load_dataset
+from seqrl.errors import DataError
+from seqrl.types import Trajectory
+from synth_data import make_dataset
+
+
+@pytest.fixture(autouse=True)
+def _minari_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "minari"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("network is unreachable")
+
+    monkeypatch.setattr(minari, "download_dataset", fail)
+
+
+def assert_same(a: TrajectoryDataset, b: TrajectoryDataset) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for key in ("observations", "actions", "rewards"):
+            np.testing.assert_array_equal(getattr(x, key), getattr(y, key))
+            assert getattr(x, key).dtype == getattr(y, key).dtype
+        assert (x.terminated, x.truncated) == (y.terminated, y.truncated)
+
+
+def image_dataset() -> TrajectoryDataset:
+    rng = np.random.default_rng(0)
+    episodes = [
+        Trajectory(
+            rng.integers(0, 256, size=(t + 1, 16, 16, 3), dtype=np.uint8),
+            rng.integers(0, 4, size=t).astype(np.int64),
+            rng.normal(size=t).astype(np.float32),
+            terminated=t == 4,
+            truncated=t != 4,
+        )
+        for t in (4, 7)
+    ]
+    metadata = DatasetMetadata(
+        "frames",
+        env_id="CartPole-v1",
+        observation_space=gym.spaces.Box(0, 255, (16, 16, 3), np.uint8),
+        action_space=gym.spaces.Discrete(4),
+    )
+    return TrajectoryDataset.from_trajectories(episodes, metadata)
+
+
+@pytest.mark.parametrize("make", [make_dataset, image_dataset])
+def test_round_trip_is_lossless(make, no_network: None, _minari_root: Path) -> None:
+    dataset = make()
+    dataset.metadata.ref_min_score, dataset.metadata.ref_max_score = -5.0, 5.0
+    path = write_minari(dataset, "seqrl-test-v0")
+    assert path == _minari_root / "seqrl-test-v0"
+    assert "seqrl-test-v0" in minari.list_local_datasets()  # a Minari user sees it
+    back = load_minari("seqrl-test-v0")
+    assert_same(dataset, back)
+    assert back.metadata.ref_min_score == -5.0 and back.metadata.source == "minari"
+    assert back.metadata.observation_space == dataset.metadata.observation_space
+    assert [e.dataset_id for e in list_datasets()] == ["seqrl-test-v0"]
+    assert not [p for p in _minari_root.iterdir() if p.name.startswith(".")]  # no temp left
+    # a memory-mapped cache gives the same arrays
+    cached = load_minari("seqrl-test-v0", cache=_minari_root.parent / "cache")
+    assert isinstance(cached.observations, np.memmap)
+    assert_same(dataset, cached)
+    assert_same(dataset, load_minari("seqrl-test-v0", cache=_minari_root.parent / "cache"))
+    # Minari's own reader agrees
+    episode = minari.load_dataset("seqrl-test-v0")[0]
+    np.testing.assert_array_equal(episode.observations, dataset[0].observations)
+
+
+def test_namespaced_id_and_folder_path(no_network: None, _minari_root: Path) -> None:
+    write_minari(make_dataset(), "seqrl/pendulum/random-v1")
+    assert_same(load_dataset("seqrl/pendulum/random-v1"), make_dataset())
+    assert_same(load_dataset(_minari_root / "seqrl/pendulum/random-v1"), make_dataset())
+
+
+def test_existing_id_and_interrupted_write(
+    monkeypatch: pytest.MonkeyPatch, _minari_root: Path
+) -> None:
+    write_minari(make_dataset(), "taken-v0")
+    with pytest.raises(DataError, match="'taken-v0' already exists"):
+        write_minari(make_dataset(), "taken-v0")
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_minari(make_dataset(), "half-v0")
+    assert sorted(os.listdir(_minari_root)) == ["taken-v0"]
+
+
+def test_remote_id_is_downloaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a "remote server": a Minari root elsewhere, copied in by the patched download
+    server = tmp_path / "server"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(server))
+    write_minari(make_dataset(), "remote/ds-v0")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    calls = []
+
+    def download(dataset_id: str, force_download: bool = False) -> None:
+        import shutil
+
+        calls.append(dataset_id)
+        shutil.copytree(server / dataset_id, minari_root() / dataset_id)
+
+    monkeypatch.setattr(minari, "download_dataset", download)
+    assert_same(load_minari("remote/ds-v0"), make_dataset())
+    assert_same(load_minari("remote/ds-v0"), make_dataset())  # second time: local, no download
+    assert calls == ["remote/ds-v0"]
+
+
+def test_offline_or_unknown_id_says_how_to_get_the_data(no_network: None) -> None:
+    with pytest.raises(
+        DataError, match=r"'mujoco/nope-v0' is not under .* could not be downloaded \(network"
+    ):
+        load_dataset("mujoco/nope-v0")
+    with pytest.raises(DataError, match=r"run `minari download mujoco/nope-v0`"):
+        load_minari("mujoco/nope-v0", download=False)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_unsupported_space(no_network: None) -> None:
+    dataset = make_dataset()
+    buffer = [
+        minari.data_collector.EpisodeBuffer(
+            observations={"a": np.asarray(t.observations)},
+            actions=np.asarray(t.actions),
+            rewards=np.asarray(t.rewards),
+            terminations=np.zeros(len(t), bool),
+            truncations=np.ones(len(t), bool),
+            infos={},
+        )
+        for t in dataset
+    ]
+    minari.create_dataset_from_buffers(
+        "dict-v0",
+        buffer,
+        observation_space=gym.spaces.Dict({"a": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)}),
+        action_space=dataset.metadata.action_space,
+    )
+    with pytest.raises(DataError, match=r"minari:dict-v0: key 'observations' has space Dict"):
+        load_minari("dict-v0")
+
+
+def test_cli_list_and_info(
+    capsys: pytest.CaptureFixture[str], no_network: None, tmp_path: Path
+) -> None:
+    assert main(["datasets", "list"]) == 0
+    assert "(none)" in capsys.readouterr().out
+    write_minari(make_dataset(), "cli-v0")
+    assert main(["datasets", "list"]) == 0
+    assert "cli-v0" in capsys.readouterr().out
+    assert main(["datasets", "info", "cli-v0"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "episodes: 3 (2 terminated, 1 truncated)" in out
+        and "steps: 16" in out
+        and "return: mean" in out
+    )
+    make_dataset().save(tmp_path / "native")
+    assert main(["datasets", "info", str(tmp_path / "native")]) == 0
+    assert "(seqrl:" in capsys.readouterr().out
+    assert main(["datasets", "info", "nope-v0"]) == 1
+    assert "seqrl: error: minari: dataset 'nope-v0'" in capsys.readouterr().err

@@ -1,0 +1,195 @@
+"""``seqrl eval`` and ``seqrl rollout`` in-process through ``seqrl.cli.main``, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import imageio.v2 as imageio
+import pytest
+import torch
+from seqrl.checkpoint import save_checkpoint
+from seqrl.cli import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_random_cartpole_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "res" / "results.json"
+    argv = [
+        "eval",
+        "random",
+        "--env",
+        "CartPole-v1",
+        "--episodes",
+        "5",
+        "--seed",
+        "3",
+        "--num-envs",
+        "2",
+        "--quiet",
+    ]
+    code, out, _ = run(argv + ["--out", str(out_file)], capsys)
+    assert code == 0
+    assert "return" in out and "episodes  5" in out
+    data = json.loads(out_file.read_text())
+    assert data["episodes"] == 5 and len(data["returns"]) == 5 and data["policy"] == "random"
+    assert data["returns"] == data["lengths"]  # CartPole: +1 per step
+    code, _, _ = run(argv + ["--out", str(out_file)], capsys)
+    assert json.loads(out_file.read_text())["returns"] == data["returns"]  # seeded
+
+
+def test_eval_atari_prints_hns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "pong.json"
+    argv = [
+        "eval",
+        "random",
+        "--env",
+        "ALE/Pong-v5",
+        "--episodes",
+        "1",
+        "--atari-preset",
+        "iris",
+        "--quiet",
+    ]
+    # a full random Pong game is long; the preset's 108k cap is not what this test is about
+    code, out, err = run(argv + ["--out", str(out_file)], capsys)
+    assert code == 0, err
+    data = json.loads(out_file.read_text())
+    assert data["normalization"]["kind"] == "hns" and data["atari_preset"] == "iris"
+    assert "HNS" in out
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_rollout_video(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / f"out{suffix}"
+    code, out, err = run(
+        [
+            "rollout",
+            "random",
+            "--env",
+            "CartPole-v1",
+            "--episodes",
+            "2",
+            "--video",
+            str(video),
+            "--quiet",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    lengths = [int(line.split()[3]) for line in out.splitlines()[1:3]]
+    if suffix == ".mp4":
+        reader = imageio.get_reader(video)
+        assert reader.count_frames() == sum(lengths) + 2  # each episode: first frame + one per step
+        assert reader.get_data(0).shape == (400, 600, 3)
+        reader.close()
+    else:  # Pillow merges identical consecutive GIF frames
+        frames = imageio.mimread(video, memtest=False)
+        assert 2 <= len(frames) <= sum(lengths) + 2 and frames[0].shape[:2] == (400, 600)
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left
+
+
+def test_rollout_atari_gif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "breakout.gif"
+    argv = [
+        "rollout",
+        "random",
+        "--env",
+        "ALE/Breakout-v5",
+        "--episodes",
+        "1",
+        "--video",
+        str(video),
+        "--quiet",
+    ]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    frame = imageio.mimread(video, memtest=False)[0]
+    assert frame.shape[:2] == (210, 160)
+
+
+def bad_inputs(tmp_path: Path) -> list[tuple[list[str], int, str]]:
+    not_seqrl = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(2)}, not_seqrl)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    unknown_algo = save_checkpoint(tmp_path / "other.pt", algo="nope", config={}, step=0, state={})
+    mismatched = save_checkpoint(
+        tmp_path / "mismatch.pt",
+        algo="nope",
+        config={},
+        step=0,
+        state={},
+        extra={
+            "observation_space": {"type": "Box", "shape": [17], "dtype": "float32"},
+            "action_space": {"type": "Box", "shape": [6], "dtype": "float32"},
+        },
+    )
+    base = ["--env", "CartPole-v1", "--episodes", "1", "--quiet"]
+    return [
+        (
+            ["eval", "random", "--env", "NoSuchEnv-v0", "--episodes", "1"],
+            2,
+            "unknown environment id 'NoSuchEnv-v0'",
+        ),
+        (
+            ["eval", "random", "--env", "ALE/NoSuchGame-v5", "--episodes", "1"],
+            2,
+            "unknown environment id",
+        ),
+        (
+            ["eval", "random", "--env", "CartPole-v1", "--episodes", "0"],
+            2,
+            "--episodes must be >= 1",
+        ),
+        (
+            ["rollout", "random", "--env", "CartPole-v1", "--episodes", "-3"],
+            2,
+            "--episodes must be >= 1",
+        ),
+        (["eval", "random", *base, "--num-envs", "0"], 2, "--num-envs must be >= 1"),
+        (["eval", str(not_seqrl), *base], 1, "not a seqrl checkpoint"),
+        (["eval", str(text), *base], 1, "not a seqrl checkpoint"),
+        (["eval", str(tmp_path / "missing.pt"), *base], 2, "not 'random', 'sb3:PATH'"),
+        (["eval", str(unknown_algo), *base], 1, "no agent for checkpoints of algorithm 'nope'"),
+        (
+            ["eval", str(mismatched), *base],
+            2,
+            "observation space Box(17,), but CartPole-v1 has Box(4,)",
+        ),
+        (["eval", "sb3:", *base], 2, "needs a model path"),
+        (["eval", f"sb3:{text}", *base], 1, "not a Stable-Baselines3 model file"),
+        (
+            ["rollout", "random", *base, "--video", str(text / "out.mp4")],
+            2,
+            "cannot create a file under",
+        ),
+        (
+            ["rollout", "random", *base, "--video", str(tmp_path / "out.avi")],
+            2,
+            "use a .mp4 or .gif",
+        ),
+        (["rollout", "random", *base, "--video", str(tmp_path)], 2, "use a .mp4 or .gif"),
+        (["eval", "random", *base, "--out", str(text / "r.json")], 2, "cannot create a file under"),
+        (
+            ["eval", "random", *base, "--dataset", "seqrltest/none/here-v0"],
+            1,
+            "not available locally",
+        ),
+    ]
+
+
+def test_every_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, code, message in bad_inputs(tmp_path):
+        got, out, err = run(argv, capsys)
+        assert got == code, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("seqrl: error: "), (argv, err)
+        assert message in lines[0], (argv, lines[0])
