@@ -18,11 +18,10 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from stable_baselines3 import SAC
-from stable_baselines3.common.callbacks import BaseCallback
-
 from seqrl.agents.mlp_policy import MLPPolicy, MLPPolicyConfig, save_mlp_policy
 from seqrl.agents.policies import space_to_dict
+from stable_baselines3 import SAC
+from stable_baselines3.common.callbacks import BaseCallback
 
 ASSETS = Path(__file__).resolve().parent.parent / "agents" / "assets"
 

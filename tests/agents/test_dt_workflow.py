@@ -94,3 +94,16 @@ def test_bad_input(cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFi
     save_checkpoint(tmp_path / "other.pt", algo="twm", config={}, step=0, state={})
     assert main(["eval", str(tmp_path / "other.pt"), "--env", "CartPole-v1", "--episodes", "1"]) != 0
     assert "twm" in capsys.readouterr().err
+
+
+def test_demo_end_to_end_on_a_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--levels", "halfcheetah_sac_60k@0.0", "halfcheetah_sac_8k@0.0", "--steps_per_level", "1000",
+            "--updates", "20", "--episodes", "1", "--cache", str(tmp_path / "cache"), "--runs", str(tmp_path / "runs"), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "halfcheetah_sac_60k@0.0" in out and "return conditioning" in out and "D4RL" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the dataset is cached for the next run
+    assert main(["demo", "--levels", "nope@0.0", "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "c2")]) == 2
+    assert "--levels: no behaviour policy 'nope'" in capsys.readouterr().err
