@@ -32,10 +32,19 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 class DemoConfig:
     """Settings of the demo (defaults: about 5 minutes on 2 CPU cores)."""
 
-    env: str = field(default="HalfCheetah-v5", metadata={"help": "MuJoCo env of the shipped policies"})
+    env: str = field(
+        default="HalfCheetah-v5", metadata={"help": "MuJoCo env of the shipped policies"}
+    )
     levels: tuple[str, ...] = field(
-        default=("halfcheetah_sac_60k@0.0", "halfcheetah_sac_60k@0.5", "halfcheetah_sac_60k@1.0", "halfcheetah_sac_8k@0.0"),
-        metadata={"help": "behaviour levels as ASSET@NOISE (an agents/assets checkpoint or a path)"},
+        default=(
+            "halfcheetah_sac_60k@0.0",
+            "halfcheetah_sac_60k@0.5",
+            "halfcheetah_sac_60k@1.0",
+            "halfcheetah_sac_8k@0.0",
+        ),
+        metadata={
+            "help": "behaviour levels as ASSET@NOISE (an agents/assets checkpoint or a path)"
+        },
     )
     steps_per_level: int = field(default=10_000, metadata={"help": "env steps collected per level"})
     updates: int = field(default=1_500, metadata={"help": "Decision Transformer updates"})
@@ -44,13 +53,27 @@ class DemoConfig:
     depth: int = field(default=2, metadata={"help": "transformer blocks (the dt preset: 3)"})
     episodes: int = field(default=5, metadata={"help": "evaluation episodes per target"})
     seed: int = field(default=0, metadata={"help": "seed of collection, training and evaluation"})
-    cache: str = field(default="~/.cache/seqrl/demo", metadata={"help": "where the demo dataset is kept"})
+    cache: str = field(
+        default="~/.cache/seqrl/demo", metadata={"help": "where the demo dataset is kept"}
+    )
 
     def __post_init__(self) -> None:
         if not self.levels:
             raise ValueError("levels: at least one behaviour level is needed")
-        if min(self.steps_per_level, self.updates, self.batch_size, self.episodes, self.width, self.depth) < 1:
-            raise ValueError("steps_per_level, updates, batch_size, episodes, width and depth must be >= 1")
+        if (
+            min(
+                self.steps_per_level,
+                self.updates,
+                self.batch_size,
+                self.episodes,
+                self.width,
+                self.depth,
+            )
+            < 1
+        ):
+            raise ValueError(
+                "steps_per_level, updates, batch_size, episodes, width and depth must be >= 1"
+            )
 
 
 def policy_path(level: str) -> tuple[str, float]:
@@ -70,7 +93,9 @@ def build_dataset(cfg: DemoConfig, quiet: bool = False) -> Any:
     from seqrl.data import TrajectoryDataset, load_dataset
     from seqrl.data.collect import collect
 
-    key = f"{cfg.env}-{'-'.join(cfg.levels)}-{cfg.steps_per_level}-{cfg.seed}".replace("@", "_").replace("/", "_")
+    key = f"{cfg.env}-{'-'.join(cfg.levels)}-{cfg.steps_per_level}-{cfg.seed}".replace(
+        "@", "_"
+    ).replace("/", "_")
     folder = Path(cfg.cache).expanduser() / key
     if folder.exists():
         return load_dataset(folder)
@@ -79,7 +104,9 @@ def build_dataset(cfg: DemoConfig, quiet: bool = False) -> Any:
         path, noise = policy_path(level)
         if not quiet:
             print(f"collecting {cfg.steps_per_level} steps with {Path(path).stem} (noise {noise})")
-        part = collect(cfg.env, path, cfg.steps_per_level, noise=noise, num_envs=5, seed=cfg.seed + 100 * i)
+        part = collect(
+            cfg.env, path, cfg.steps_per_level, noise=noise, num_envs=5, seed=cfg.seed + 100 * i
+        )
         episodes += list(part)
         levels += [level] * len(part)
     metadata = replace(part.metadata, name="seqrl-demo", extra={"levels": levels})
@@ -103,9 +130,21 @@ def run_demo(cfg: DemoConfig, run: RunDir, quiet: bool = False) -> dict[str, Any
         dataset=str(dataset.metadata.location or run.path),
         env=cfg.env,
         model=replace(base.model, backbone=backbone),
-        optim=replace(base.optim, batch_size=cfg.batch_size, warmup_steps=min(base.optim.warmup_steps, cfg.updates // 10)),
-        eval=EvalConfig(targets=targets, episodes=cfg.episodes, mode="cached", seed=cfg.seed + 10_000),
-        loop=LoopConfig(steps=cfg.updates, log_every=50, eval_every=0, checkpoint_every=cfg.updates, seed=cfg.seed),
+        optim=replace(
+            base.optim,
+            batch_size=cfg.batch_size,
+            warmup_steps=min(base.optim.warmup_steps, cfg.updates // 10),
+        ),
+        eval=EvalConfig(
+            targets=targets, episodes=cfg.episodes, mode="cached", seed=cfg.seed + 10_000
+        ),
+        loop=LoopConfig(
+            steps=cfg.updates,
+            log_every=50,
+            eval_every=0,
+            checkpoint_every=cfg.updates,
+            seed=cfg.seed,
+        ),
     )
     _, results = train_dt(dt_cfg, run, quiet=quiet, dataset=dataset)
     ref = ref_scores_for(cfg.env)
@@ -113,16 +152,28 @@ def run_demo(cfg: DemoConfig, run: RunDir, quiet: bool = False) -> dict[str, Any
     behaviour = []
     for level in dict.fromkeys(levels):
         mine = np.array([r for r, lv in zip(returns, levels, strict=True) if lv == level])
-        behaviour.append((level, len(mine), float(mine.mean()), None if ref is None else float(ref.normalize(mine).mean())))
+        behaviour.append(
+            (
+                level,
+                len(mine),
+                float(mine.mean()),
+                None if ref is None else float(ref.normalize(mine).mean()),
+            )
+        )
     return {"behaviour": behaviour, "results": results, "ref": ref}
 
 
 def format_table(summary: dict[str, Any], cfg: DemoConfig) -> str:
     """The demo's printed result."""
-    lines = [f"behaviour data ({cfg.env}):", f"  {'policy@noise':<28}{'episodes':>9}{'return':>10}{'D4RL':>8}"]
+    lines = [
+        f"behaviour data ({cfg.env}):",
+        f"  {'policy@noise':<28}{'episodes':>9}{'return':>10}{'D4RL':>8}",
+    ]
     for level, n, mean, norm in summary["behaviour"]:
         lines.append(f"  {level:<28}{n:>9}{mean:>10.1f}{'' if norm is None else f'{norm:>8.1f}'}")
-    lines.append(f"Decision Transformer ({cfg.updates} updates, KV-cached evaluation, {cfg.episodes} episodes per target):")
+    lines.append(
+        f"Decision Transformer ({cfg.updates} updates, KV-cached evaluation, {cfg.episodes} episodes per target):"
+    )
     lines.append(f"  {'target':<28}{'':>9}{'return':>10}{'D4RL':>8}")
     for r in summary["results"]:
         norm = "" if r.normalized is None else f"{float(np.mean(r.normalized)):>8.1f}"
@@ -132,13 +183,17 @@ def format_table(summary: dict[str, Any], cfg: DemoConfig) -> str:
 
 def _handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(DemoConfig, args)
-    run = RunDir.create(name=time.strftime("demo-%Y%m%d-%H%M%S"), root=args.runs, path=args.run_dir, config=cfg)
+    run = RunDir.create(
+        name=time.strftime("demo-%Y%m%d-%H%M%S"), root=args.runs, path=args.run_dir, config=cfg
+    )
     start = time.perf_counter()
     summary = run_demo(cfg, run, quiet=args.quiet)
     print(format_table(summary, cfg))
     high, low = summary["results"][0], summary["results"][-1]
     verdict = "yes" if high.mean > low.mean else "no"
-    print(f"return conditioning: the higher target gave the higher return: {verdict} ({high.mean:.0f} vs {low.mean:.0f})")
+    print(
+        f"return conditioning: the higher target gave the higher return: {verdict} ({high.mean:.0f} vs {low.mean:.0f})"
+    )
     print(f"done in {time.perf_counter() - start:.0f} s; logs and checkpoint: {run.path}")
     print(f"open them with: tensorboard --logdir {run.path.parent}")
     return 0
@@ -146,7 +201,11 @@ def _handle(args: argparse.Namespace) -> int:
 
 def register(registry: Any) -> None:
     """Add ``seqrl demo``."""
-    parser = registry.command("demo", help="offline RL end to end on the CPU: data, Decision Transformer, evaluation", description=__doc__)
+    parser = registry.command(
+        "demo",
+        help="offline RL end to end on the CPU: data, Decision Transformer, evaluation",
+        description=__doc__,
+    )
     parser.add_argument("--runs", default="runs", help="parent folder of run directories")
     parser.add_argument("--run-dir", default=None, help="explicit run directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -46,8 +46,17 @@ InferenceMode = Literal["window", "cached"]
 def paper_gym_backbone() -> TransformerConfig:
     """GPT-2 as the DT gym code configures it: 128 wide, 3 layers, 1 head, ReLU MLP, dropout 0.1."""
     return TransformerConfig(
-        width=128, depth=3, heads=1, ff="mlp", activation="relu", ff_mult=4.0, attention="dense",
-        positions="none", dropout=0.1, norm="layernorm", bias=True,
+        width=128,
+        depth=3,
+        heads=1,
+        ff="mlp",
+        activation="relu",
+        ff_mult=4.0,
+        attention="dense",
+        positions="none",
+        dropout=0.1,
+        norm="layernorm",
+        bias=True,
     )
 
 
@@ -57,16 +66,24 @@ class DTConfig:
 
     backbone: TransformerConfig = field(default_factory=paper_gym_backbone)
     context: int = field(default=20, metadata={"help": "K: steps the model sees per prediction"})
-    max_timestep: int = field(default=1000, metadata={"help": "size of the timestep embedding table"})
-    return_scale: float = field(default=1000.0, metadata={"help": "returns-to-go are divided by this"})
+    max_timestep: int = field(
+        default=1000, metadata={"help": "size of the timestep embedding table"}
+    )
+    return_scale: float = field(
+        default=1000.0, metadata={"help": "returns-to-go are divided by this"}
+    )
     action_head: ActionHead = field(
         default="tanh", metadata={"help": "tanh (paper, MSE), tanh_gaussian (NLL) or categorical"}
     )
-    encoder: Encoder = field(default="linear", metadata={"help": "observation embedding: linear or nature_cnn"})
+    encoder: Encoder = field(
+        default="linear", metadata={"help": "observation embedding: linear or nature_cnn"}
+    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
     conditioning: Literal["return", "none"] = field(
         default="return",
-        metadata={"help": "return: the paper's return-to-go tokens; none: behaviour cloning (the return input is zeroed)"},
+        metadata={
+            "help": "return: the paper's return-to-go tokens; none: behaviour cloning (the return input is zeroed)"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -92,12 +109,16 @@ class SpaceInfo:
     def of(cls, observation_space: spaces.Space, action_space: spaces.Space) -> SpaceInfo:
         """From gymnasium spaces (Box observations; Box or Discrete actions)."""
         if not isinstance(observation_space, spaces.Box):
-            raise UsageError(f"Decision Transformer needs Box observations, got {observation_space}")
+            raise UsageError(
+                f"Decision Transformer needs Box observations, got {observation_space}"
+            )
         if isinstance(action_space, spaces.Discrete):
             return cls(tuple(observation_space.shape), True, int(action_space.n))
         if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
             return cls(tuple(observation_space.shape), False, int(action_space.shape[0]))
-        raise UsageError(f"Decision Transformer needs Discrete or 1-D Box actions, got {action_space}")
+        raise UsageError(
+            f"Decision Transformer needs Discrete or 1-D Box actions, got {action_space}"
+        )
 
 
 class DecisionTransformer(nn.Module):
@@ -113,7 +134,9 @@ class DecisionTransformer(nn.Module):
         image = len(info.obs_shape) == 3
         if cfg.encoder == "nature_cnn":
             if not image:
-                raise UsageError(f"--model.encoder nature_cnn needs image observations, got shape {info.obs_shape}")
+                raise UsageError(
+                    f"--model.encoder nature_cnn needs image observations, got shape {info.obs_shape}"
+                )
             self.embed_obs: nn.Module = NatureCNN(info.obs_shape, out_dim=width)  # type: ignore[arg-type]
         else:
             if image:
@@ -123,13 +146,19 @@ class DecisionTransformer(nn.Module):
             kind = "discrete" if info.discrete else "continuous"
             raise UsageError(f"--model.action_head {cfg.action_head} does not fit {kind} actions")
         self.embed_action: nn.Module = (
-            nn.Embedding(info.action_dim, width) if info.discrete else nn.Linear(info.action_dim, width)
+            nn.Embedding(info.action_dim, width)
+            if info.discrete
+            else nn.Linear(info.action_dim, width)
         )
         self.embed_return = nn.Linear(1, width)
         self.embed_time = nn.Embedding(cfg.max_timestep, width)
         self.embed_norm = nn.LayerNorm(width)
         self.backbone = Transformer(cfg.backbone)
-        out = {"tanh": info.action_dim, "tanh_gaussian": 2 * info.action_dim, "categorical": info.action_dim}
+        out = {
+            "tanh": info.action_dim,
+            "tanh_gaussian": 2 * info.action_dim,
+            "categorical": info.action_dim,
+        }
         self.head = nn.Linear(width, out[cfg.action_head])
         self.register_buffer("obs_mean", torch.zeros(info.obs_shape))
         self.register_buffer("obs_std", torch.ones(info.obs_shape))
@@ -138,11 +167,17 @@ class DecisionTransformer(nn.Module):
 
     # --- tokens -------------------------------------------------------------------------------
 
-    def set_normalization(self, mean: np.ndarray | None, std: np.ndarray | None, low: Any = None, high: Any = None) -> None:
+    def set_normalization(
+        self, mean: np.ndarray | None, std: np.ndarray | None, low: Any = None, high: Any = None
+    ) -> None:
         """Observation mean/std (vector observations) and action bounds (continuous actions)."""
         if mean is not None and std is not None:
-            self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(self.obs_mean.shape))
-            self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(self.obs_std.shape))
+            self.obs_mean.copy_(
+                torch.as_tensor(mean, dtype=torch.float32).reshape(self.obs_mean.shape)
+            )
+            self.obs_std.copy_(
+                torch.as_tensor(std, dtype=torch.float32).reshape(self.obs_std.shape)
+            )
         if low is not None and high is not None and not self.info.discrete:
             self.action_low.copy_(torch.as_tensor(low, dtype=torch.float32))
             self.action_high.copy_(torch.as_tensor(high, dtype=torch.float32))
@@ -185,7 +220,9 @@ class DecisionTransformer(nn.Module):
         """``(B, T, act_dim)`` or ``(B, T)`` ids -> ``(B, T, width)``."""
         return self._action_tokens(actions) + time
 
-    def step_tokens(self, returns_to_go: Tensor, obs: Tensor, actions: Tensor, timesteps: Tensor) -> Tensor:
+    def step_tokens(
+        self, returns_to_go: Tensor, obs: Tensor, actions: Tensor, timesteps: Tensor
+    ) -> Tensor:
         """Per-step token embeddings ``(B, T, 3, width)``: (R_t, s_t, a_t), each + timestep."""
         time = self.time_embedding(timesteps)
         r = self.return_tokens(returns_to_go, time)
@@ -194,7 +231,12 @@ class DecisionTransformer(nn.Module):
         return torch.stack((r, s, a), dim=2)
 
     def forward(
-        self, returns_to_go: Tensor, obs: Tensor, actions: Tensor, timesteps: Tensor, mask: Tensor | None = None
+        self,
+        returns_to_go: Tensor,
+        obs: Tensor,
+        actions: Tensor,
+        timesteps: Tensor,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """Head outputs at every state token, ``(B, T, out)``.
 
@@ -205,7 +247,9 @@ class DecisionTransformer(nn.Module):
             timesteps: ``(B, T)`` long.
             mask: ``(B, T)`` bool, False on padding.
         """
-        tokens = rearrange(self.step_tokens(returns_to_go, obs, actions, timesteps), "b t k d -> b (t k) d")
+        tokens = rearrange(
+            self.step_tokens(returns_to_go, obs, actions, timesteps), "b t k d -> b (t k) d"
+        )
         padding = None if mask is None else mask.bool().repeat_interleave(3, dim=1)
         h = self.backbone(self.embed_norm(tokens), padding_mask=padding)
         return self.head(h[:, 1::3])  # the state tokens
@@ -214,7 +258,9 @@ class DecisionTransformer(nn.Module):
 
     def loss(self, batch: TrajectoryBatch) -> LossOutput:
         """The paper's masked action loss (MSE for tanh; NLL for the other heads)."""
-        out = self(batch.returns_to_go, batch.observations, batch.actions, batch.timesteps, batch.mask)
+        out = self(
+            batch.returns_to_go, batch.observations, batch.actions, batch.timesteps, batch.mask
+        )
         m = batch.mask.bool()
         if self.cfg.action_head == "tanh":
             pred, target = torch.tanh(out[m]), self.to_unit(batch.actions[m].float())
@@ -227,7 +273,9 @@ class DecisionTransformer(nn.Module):
         logits, target = out[m], batch.actions[m].long()
         total = F.cross_entropy(logits, target)
         acc = (logits.argmax(-1) == target).float().mean()
-        return LossOutput(total, {"action_ce": float(total.detach()), "action_accuracy": float(acc)})
+        return LossOutput(
+            total, {"action_ce": float(total.detach()), "action_accuracy": float(acc)}
+        )
 
     @staticmethod
     def _tanh_gaussian_log_prob(out: Tensor, unit_action: Tensor) -> Tensor:
@@ -295,7 +343,9 @@ class DTAgent:
         n, k, dev, info = num_envs, self.model.cfg.context, self.device, self.model.info
         self.num_envs = n
         scale = self.model.cfg.return_scale
-        self.target = torch.tensor([self.targets[i % len(self.targets)] / scale for i in range(n)], device=dev)
+        self.target = torch.tensor(
+            [self.targets[i % len(self.targets)] / scale for i in range(n)], device=dev
+        )
         self.rtg_now = self.target.clone()  # (N,) scaled return-to-go of the current step
         self.t_now = torch.zeros(n, dtype=torch.long, device=dev)
         act_shape = (n,) if info.discrete else (n, info.action_dim)
@@ -353,7 +403,9 @@ class DTAgent:
             ),
             dim=1,
         )  # (N, 3, width)
-        padding = torch.stack((self.has_prev, torch.ones_like(self.has_prev), torch.ones_like(self.has_prev)), dim=1)
+        padding = torch.stack(
+            (self.has_prev, torch.ones_like(self.has_prev), torch.ones_like(self.has_prev)), dim=1
+        )
         h = m.backbone(m.embed_norm(tokens), padding_mask=padding, cache=self.cache)
         return m.head(h[:, 2])
 
@@ -374,7 +426,9 @@ class DTAgent:
             self.has_prev[done] = False
 
 
-def build_model(cfg: DTConfig, observation_space: spaces.Space, action_space: spaces.Space) -> DecisionTransformer:
+def build_model(
+    cfg: DTConfig, observation_space: spaces.Space, action_space: spaces.Space
+) -> DecisionTransformer:
     """A fresh model for these spaces, with action bounds from ``action_space``."""
     model = DecisionTransformer(cfg, SpaceInfo.of(observation_space, action_space))
     if isinstance(action_space, spaces.Box):
@@ -382,15 +436,23 @@ def build_model(cfg: DTConfig, observation_space: spaces.Space, action_space: sp
     return model
 
 
-def model_from_checkpoint(checkpoint: Checkpoint, device: str | torch.device = "cpu") -> DecisionTransformer:
+def model_from_checkpoint(
+    checkpoint: Checkpoint, device: str | torch.device = "cpu"
+) -> DecisionTransformer:
     """Rebuild the model of a ``dt`` checkpoint (config and spaces from the checkpoint)."""
     model_cfg = checkpoint.config.get("model")
     info = checkpoint.extra.get("space_info")
     if model_cfg is None or info is None:
-        raise CheckpointError(f"{checkpoint.path}: not a Decision Transformer checkpoint (no model config)")
+        raise CheckpointError(
+            f"{checkpoint.path}: not a Decision Transformer checkpoint (no model config)"
+        )
     cfg = from_dict(DTConfig, model_cfg, where=f"{checkpoint.path}: model")
-    model = DecisionTransformer(cfg, SpaceInfo(tuple(info["obs_shape"]), bool(info["discrete"]), int(info["action_dim"])))
-    load_state(model, checkpoint.state["model"], what="Decision Transformer weights", path=checkpoint.path)
+    model = DecisionTransformer(
+        cfg, SpaceInfo(tuple(info["obs_shape"]), bool(info["discrete"]), int(info["action_dim"]))
+    )
+    load_state(
+        model, checkpoint.state["model"], what="Decision Transformer weights", path=checkpoint.path
+    )
     return model.to(device).eval()
 
 
@@ -406,12 +468,18 @@ def agent_from_checkpoint(checkpoint: Checkpoint, env: Any, device: str = "cpu")
         try:
             target = float(arg)
         except ValueError:
-            raise UsageError(f"policy '{checkpoint.path}@{arg}': target return '{arg}' is not a number") from None
+            raise UsageError(
+                f"policy '{checkpoint.path}@{arg}': target return '{arg}' is not a number"
+            ) from None
         if not np.isfinite(target):
             raise UsageError(f"policy '{checkpoint.path}@{arg}': target return must be finite")
         targets = [target]
     else:
-        targets = list(checkpoint.extra.get("targets") or checkpoint.config.get("eval", {}).get("targets") or [])
+        targets = list(
+            checkpoint.extra.get("targets")
+            or checkpoint.config.get("eval", {}).get("targets")
+            or []
+        )
         if not targets:
             raise CheckpointError(f"{checkpoint.path}: no target return stored; pass PATH@TARGET")
     mode = checkpoint.config.get("eval", {}).get("mode", "window")

@@ -39,7 +39,9 @@ class MLPPolicy(torch.nn.Module):
     def __init__(self, cfg: MLPPolicyConfig) -> None:
         super().__init__()
         dims = [cfg.obs_dim, *cfg.hidden, cfg.act_dim]
-        self.layers = torch.nn.ModuleList(torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action in [-1, 1]."""
@@ -72,9 +74,13 @@ class MLPPolicyAgent:
         """Stateless: nothing to record."""
 
 
-def save_mlp_policy(path: str | Path, policy: MLPPolicy, cfg: MLPPolicyConfig, extra: dict[str, Any]) -> Path:
+def save_mlp_policy(
+    path: str | Path, policy: MLPPolicy, cfg: MLPPolicyConfig, extra: dict[str, Any]
+) -> Path:
     """Write ``policy`` as a seqrl checkpoint (``algo="mlp-policy"``)."""
-    return save_checkpoint(path, algo=ALGO, config=cfg, step=0, state={"model": policy.state_dict()}, extra=extra)
+    return save_checkpoint(
+        path, algo=ALGO, config=cfg, step=0, state={"model": policy.state_dict()}, extra=extra
+    )
 
 
 def agent_from_checkpoint(checkpoint: Checkpoint, env: Any, device: str = "cpu") -> MLPPolicyAgent:

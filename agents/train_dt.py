@@ -49,12 +49,19 @@ class OptimConfig:
     lr: float = field(default=1e-4, metadata={"help": "peak learning rate"})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
     decay_on: Literal["all", "weights"] = field(
-        default="all", metadata={"help": "all parameters (DT gym code) or only weight matrices (minGPT)"}
+        default="all",
+        metadata={"help": "all parameters (DT gym code) or only weight matrices (minGPT)"},
     )
     betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas"})
-    warmup_steps: int = field(default=10_000, metadata={"help": "linear warm-up from lr/warmup to lr"})
-    schedule: Literal["constant", "cosine"] = field(default="constant", metadata={"help": "after warm-up"})
-    final_lr_ratio: float = field(default=0.1, metadata={"help": "cosine: final lr as a fraction of lr"})
+    warmup_steps: int = field(
+        default=10_000, metadata={"help": "linear warm-up from lr/warmup to lr"}
+    )
+    schedule: Literal["constant", "cosine"] = field(
+        default="constant", metadata={"help": "after warm-up"}
+    )
+    final_lr_ratio: float = field(
+        default=0.1, metadata={"help": "cosine: final lr as a fraction of lr"}
+    )
     clip_norm: float = field(default=0.25, metadata={"help": "max global gradient norm"})
 
     def __post_init__(self) -> None:
@@ -67,10 +74,17 @@ class EvalConfig:
     """Evaluation during and after training, through the shared rollout loop."""
 
     targets: tuple[float, ...] = field(
-        default=(), metadata={"help": "target returns (env units); empty: the paper's for the env, else the dataset's best and mean return"}
+        default=(),
+        metadata={
+            "help": "target returns (env units); empty: the paper's for the env, else the dataset's best and mean return"
+        },
     )
-    episodes: int = field(default=10, metadata={"help": "episodes per target (all run in parallel)"})
-    mode: InferenceMode = field(default="window", metadata={"help": "window (paper) or cached (KV cache)"})
+    episodes: int = field(
+        default=10, metadata={"help": "episodes per target (all run in parallel)"}
+    )
+    mode: InferenceMode = field(
+        default="window", metadata={"help": "window (paper) or cached (KV cache)"}
+    )
     seed: int = field(default=10_000, metadata={"help": "seed of the evaluation envs"})
     max_episode_steps: int | None = field(default=None, metadata={"help": "cap on episode length"})
 
@@ -86,17 +100,28 @@ class EvalConfig:
 class DTTrainConfig:
     """Everything ``seqrl train dt`` needs."""
 
-    dataset: str = field(default="", metadata={"help": "Minari id, D4RL HDF5 file, seqrl dataset folder"})
-    env: str = field(default="", metadata={"help": "gymnasium id to evaluate in (default: the dataset's)"})
-    train_context: int = field(
-        default=20, metadata={"help": "steps per training window (0: model.context); may exceed K for banded models"}
+    dataset: str = field(
+        default="", metadata={"help": "Minari id, D4RL HDF5 file, seqrl dataset folder"}
     )
-    frame_stack: int = field(default=1, metadata={"help": "frames stacked per step (single-frame Atari data: 4)"})
+    env: str = field(
+        default="", metadata={"help": "gymnasium id to evaluate in (default: the dataset's)"}
+    )
+    train_context: int = field(
+        default=20,
+        metadata={
+            "help": "steps per training window (0: model.context); may exceed K for banded models"
+        },
+    )
+    frame_stack: int = field(
+        default=1, metadata={"help": "frames stacked per step (single-frame Atari data: 4)"}
+    )
     model: DTConfig = field(default_factory=DTConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     loop: LoopConfig = field(
-        default_factory=lambda: LoopConfig(steps=100_000, log_every=100, eval_every=10_000, checkpoint_every=5_000)
+        default_factory=lambda: LoopConfig(
+            steps=100_000, log_every=100, eval_every=10_000, checkpoint_every=5_000
+        )
     )
 
 
@@ -108,20 +133,40 @@ def dt_paper_gym() -> DTTrainConfig:
 def dt_paper_atari() -> DTTrainConfig:
     """The DT paper's Atari configuration (``atari/run.sh``, ``atari/mingpt/``)."""
     backbone = TransformerConfig(
-        width=128, depth=6, heads=8, ff="mlp", activation="gelu", ff_mult=4.0, attention="dense",
-        positions="learned", max_len=90, dropout=0.1,
+        width=128,
+        depth=6,
+        heads=8,
+        ff="mlp",
+        activation="gelu",
+        ff_mult=4.0,
+        attention="dense",
+        positions="learned",
+        max_len=90,
+        dropout=0.1,
     )
     return DTTrainConfig(
         frame_stack=4,
         train_context=30,
         model=DTConfig(
-            backbone=backbone, context=30, max_timestep=10_000, return_scale=1.0,
-            action_head="categorical", encoder="nature_cnn", temperature=1.0,
+            backbone=backbone,
+            context=30,
+            max_timestep=10_000,
+            return_scale=1.0,
+            action_head="categorical",
+            encoder="nature_cnn",
+            temperature=1.0,
         ),
         optim=OptimConfig(
-            batch_size=128, lr=6e-4, weight_decay=0.1, decay_on="weights", betas=(0.9, 0.95),
+            batch_size=128,
+            lr=6e-4,
+            weight_decay=0.1,
+            decay_on="weights",
+            betas=(0.9, 0.95),
             # minGPT warms up over 512 * 20 action tokens; one update sees 128 * 30 of them
-            warmup_steps=math.ceil(512 * 20 / (128 * 30)), schedule="cosine", final_lr_ratio=0.1, clip_norm=1.0,
+            warmup_steps=math.ceil(512 * 20 / (128 * 30)),
+            schedule="cosine",
+            final_lr_ratio=0.1,
+            clip_norm=1.0,
         ),
         eval=EvalConfig(episodes=10),
         loop=LoopConfig(steps=20_000, log_every=100, eval_every=5_000, checkpoint_every=2_000),
@@ -131,7 +176,9 @@ def dt_paper_atari() -> DTTrainConfig:
 def dt_default() -> DTTrainConfig:
     """seqrl's default: SwiGLU, banded attention over 3K tokens, KV-cached evaluation."""
     cfg = dt_paper_gym()
-    backbone = replace(cfg.model.backbone, ff="swiglu", attention="banded", window=3 * cfg.model.context)
+    backbone = replace(
+        cfg.model.backbone, ff="swiglu", attention="banded", window=3 * cfg.model.context
+    )
     return replace(
         cfg,
         model=replace(cfg.model, backbone=backbone),
@@ -183,7 +230,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_ste
         if cfg.schedule == "constant":
             return 1.0
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (
+            1.0 + math.cos(math.pi * progress)
+        )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -220,7 +269,12 @@ def evaluate_targets(
 
     n = len(targets)
     cfg = env_cfg or EnvConfig(id=env_id)
-    cfg = replace(cfg, num_envs=n * episodes, seed=seed, max_episode_steps=max_episode_steps or cfg.max_episode_steps)
+    cfg = replace(
+        cfg,
+        num_envs=n * episodes,
+        seed=seed,
+        max_episode_steps=max_episode_steps or cfg.max_episode_steps,
+    )
     agent = DTAgent(model, targets, mode=mode, device=device, seed=seed)
     vec_env = make_vec_env(cfg, train=False)
     try:
@@ -234,7 +288,9 @@ def evaluate_targets(
         returns = np.array([e.episode_return for e in mine])
         results.append(
             TargetResult(
-                float(target), returns, np.array([e.length for e in mine]),
+                float(target),
+                returns,
+                np.array([e.length for e in mine]),
                 None if ref is None else ref.normalize(returns),
             )
         )
@@ -242,7 +298,12 @@ def evaluate_targets(
 
 
 def train_dt(
-    cfg: DTTrainConfig, run: RunDir, *, resume: bool = False, quiet: bool = False, dataset: Any = None
+    cfg: DTTrainConfig,
+    run: RunDir,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    dataset: Any = None,
 ) -> tuple[DecisionTransformer, list[TargetResult]]:
     """Train (or resume) a Decision Transformer in ``run``; returns the model and final evaluation.
 
@@ -283,8 +344,14 @@ def train_dt(
 
     def evaluate(step: int) -> dict[str, float]:
         final[:] = results = evaluate_targets(
-            model, env_id, targets, cfg.eval.episodes, mode=cfg.eval.mode, seed=cfg.eval.seed,
-            device=device, max_episode_steps=cfg.eval.max_episode_steps,
+            model,
+            env_id,
+            targets,
+            cfg.eval.episodes,
+            mode=cfg.eval.mode,
+            seed=cfg.eval.seed,
+            device=device,
+            max_episode_steps=cfg.eval.max_episode_steps,
         )
         metrics = {}
         for r in results:
@@ -294,7 +361,11 @@ def train_dt(
         return metrics
 
     extra = {
-        "space_info": {"obs_shape": list(model.info.obs_shape), "discrete": model.info.discrete, "action_dim": model.info.action_dim},
+        "space_info": {
+            "obs_shape": list(model.info.obs_shape),
+            "discrete": model.info.discrete,
+            "action_dim": model.info.action_dim,
+        },
         "observation_space": space_to_dict(obs_space),
         "action_space": space_to_dict(act_space),
         "env_id": env_id,
@@ -303,10 +374,18 @@ def train_dt(
     }
     with Logger(run, resume_step=state.step if resume else None) as logger:
         fit(
-            state, sample=lambda g: sampler.sample(cfg.optim.batch_size, g), loop=cfg.loop, run=run,
-            logger=logger, algo=ALGO, config=cfg, clip_norm=cfg.optim.clip_norm,
+            state,
+            sample=lambda g: sampler.sample(cfg.optim.batch_size, g),
+            loop=cfg.loop,
+            run=run,
+            logger=logger,
+            algo=ALGO,
+            config=cfg,
+            clip_norm=cfg.optim.clip_norm,
             evaluate=evaluate,
-            extra=extra, device=device, quiet=quiet,
+            extra=extra,
+            device=device,
+            quiet=quiet,
         )
     if not final:  # resumed at the last step: nothing was left to train or evaluate
         evaluate(state.step)
@@ -337,11 +416,15 @@ def _handle(args: argparse.Namespace) -> int:
         ckpt = load_checkpoint(run.last_checkpoint, algo=ALGO)
         cfg = from_dict(DTTrainConfig, ckpt.config, where=str(run.config_path))
         if getattr(args, "config:loop.steps", None) is not None:
-            cfg = replace(cfg, loop=replace(cfg.loop, steps=int(getattr(args, "config:loop.steps"))))
+            cfg = replace(
+                cfg, loop=replace(cfg.loop, steps=int(getattr(args, "config:loop.steps")))
+            )
     else:
         cfg = config_from_args(DTTrainConfig, args, PRESETS, "dt")
         if not cfg.dataset:
-            raise UsageError("--dataset: a Minari id, D4RL HDF5 file or seqrl dataset folder is required")
+            raise UsageError(
+                "--dataset: a Minari id, D4RL HDF5 file or seqrl dataset folder is required"
+            )
         name = args.name or time.strftime(f"dt-{_slug(cfg.dataset)}-%Y%m%d-%H%M%S")
         run = RunDir.create(name=name, root=args.runs, path=args.run_dir, config=cfg)
     print(f"run directory: {run.path}")
@@ -361,7 +444,10 @@ def format_results(results: Sequence[TargetResult]) -> str:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text.rsplit("/", 1)[-1])[:40] or "data"
+    return (
+        "".join(c if c.isalnum() or c in "-_" else "-" for c in text.rsplit("/", 1)[-1])[:40]
+        or "data"
+    )
 
 
 def register(registry: Any) -> None:
@@ -372,7 +458,11 @@ def register(registry: Any) -> None:
     parser.add_argument("--runs", default="runs", help="parent folder of run directories")
     parser.add_argument("--name", default=None, help="run name (default: dt-<dataset>-<time>)")
     parser.add_argument("--run-dir", default=None, help="explicit run directory")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last checkpoint",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser, DTTrainConfig, PRESETS, "dt")
     parser.set_defaults(handler=_handle)

@@ -57,13 +57,17 @@ class ExportAt(BaseCallback):
     def _on_step(self) -> bool:
         if self.levels and self.num_timesteps >= self.levels[0]:
             level = self.levels.pop(0)
-            export_actor(self.model, ASSETS / f"{self.prefix}_{level // 1000}k.pt", self.env_id, level)
+            export_actor(
+                self.model, ASSETS / f"{self.prefix}_{level // 1000}k.pt", self.env_id, level
+            )
             print(json.dumps({"exported": level}), flush=True)
         return True
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--steps", type=int, default=60_000)
     parser.add_argument("--levels", type=int, nargs="+", default=[8_000, 20_000, 60_000])

@@ -7,7 +7,6 @@ import pytest
 import torch
 from einops import rearrange
 from gymnasium import spaces
-
 from seqrl.agents.dt import DTAgent, DTConfig, build_model, model_from_checkpoint
 from seqrl.backbone import TransformerConfig
 from seqrl.checkpoint import load_checkpoint, save_checkpoint
@@ -22,16 +21,28 @@ DISCRETE = spaces.Discrete(5)
 
 def tiny(attention: str = "banded", discrete: bool = False, **kw) -> DTConfig:
     backbone = TransformerConfig(
-        width=32, depth=2, heads=2, attention=attention, window=12,
-        segment_lengths=(6, 12), dilation_rates=(1, 2), dropout=0.0,
+        width=32,
+        depth=2,
+        heads=2,
+        attention=attention,
+        window=12,
+        segment_lengths=(6, 12),
+        dilation_rates=(1, 2),
+        dropout=0.0,
     )
     return DTConfig(
-        backbone=backbone, context=4, max_timestep=64,
-        action_head="categorical" if discrete else "tanh", temperature=0.0, **kw,
+        backbone=backbone,
+        context=4,
+        max_timestep=64,
+        action_head="categorical" if discrete else "tanh",
+        temperature=0.0,
+        **kw,
     )
 
 
-def batch(b: int, t: int, discrete: bool, rng: np.random.Generator, obs_shape=(3,)) -> TrajectoryBatch:
+def batch(
+    b: int, t: int, discrete: bool, rng: np.random.Generator, obs_shape=(3,)
+) -> TrajectoryBatch:
     obs = torch.tensor(rng.normal(size=(b, t, *obs_shape)), dtype=torch.float32)
     if discrete:
         actions = torch.tensor(rng.integers(0, 5, size=(b, t)))
@@ -40,8 +51,15 @@ def batch(b: int, t: int, discrete: bool, rng: np.random.Generator, obs_shape=(3
     mask = torch.ones(b, t, dtype=torch.bool)
     mask[0, :2] = False  # left padding
     zeros = torch.zeros(b, t)
-    return TrajectoryBatch(obs, actions, zeros, torch.tensor(rng.normal(size=(b, t)), dtype=torch.float32),
-                           torch.arange(t).expand(b, t).clone(), mask, zeros.bool())
+    return TrajectoryBatch(
+        obs,
+        actions,
+        zeros,
+        torch.tensor(rng.normal(size=(b, t)), dtype=torch.float32),
+        torch.arange(t).expand(b, t).clone(),
+        mask,
+        zeros.bool(),
+    )
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -98,8 +116,12 @@ def test_cached_decoding_equals_full_forward(attention: str, discrete: bool) -> 
     o = torch.tensor(obs).transpose(0, 1)
     a = torch.tensor(np.stack(actions)).transpose(0, 1)
     r = torch.stack(rtgs, dim=1)
-    tokens = rearrange(model.step_tokens(r, o, a, torch.arange(t_len).expand(n, t_len)), "b t k d -> b (t k) d")
-    tokens = torch.cat([torch.zeros(n, 1, tokens.shape[-1]), tokens], dim=1)  # the padded a_{-1} slot
+    tokens = rearrange(
+        model.step_tokens(r, o, a, torch.arange(t_len).expand(n, t_len)), "b t k d -> b (t k) d"
+    )
+    tokens = torch.cat(
+        [torch.zeros(n, 1, tokens.shape[-1]), tokens], dim=1
+    )  # the padded a_{-1} slot
     padding = torch.ones(n, 3 * t_len + 1, dtype=torch.bool)
     padding[:, 0] = False
     with torch.no_grad():
@@ -140,15 +162,24 @@ def test_save_load_gives_identical_actions(tmp_path, discrete: bool) -> None:
     info = {"obs_shape": [3], "discrete": discrete, "action_dim": 5 if discrete else 2}
     from seqrl.config import to_dict
 
-    path = save_checkpoint(tmp_path / "dt.pt", algo="dt", config={"model": to_dict(model.cfg), "eval": {"targets": [4.0]}},
-                           step=1, state={"model": model.state_dict()}, extra={"space_info": info})
+    path = save_checkpoint(
+        tmp_path / "dt.pt",
+        algo="dt",
+        config={"model": to_dict(model.cfg), "eval": {"targets": [4.0]}},
+        step=1,
+        state={"model": model.state_dict()},
+        extra={"space_info": info},
+    )
     clone = model_from_checkpoint(load_checkpoint(path, algo="dt"))
     obs = np.random.default_rng(3).normal(size=(4, 3)).astype(np.float32)
     a, b = DTAgent(model, [4.0], seed=1), DTAgent(clone, [4.0], seed=1)
     a.reset(4), b.reset(4)
     for _ in range(3):
         np.testing.assert_array_equal(a.act(obs), b.act(obs))
-        a.observe(np.ones(4), np.zeros(4, dtype=bool)), b.observe(np.ones(4), np.zeros(4, dtype=bool))
+        (
+            a.observe(np.ones(4), np.zeros(4, dtype=bool)),
+            b.observe(np.ones(4), np.zeros(4, dtype=bool)),
+        )
 
 
 @pytest.mark.parametrize("head", ["tanh", "tanh_gaussian", "categorical"])

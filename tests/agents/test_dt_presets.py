@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from seqrl.agents.train_dt import PRESETS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dt.md"
@@ -14,7 +13,11 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "dt.md"
 def _table() -> tuple[list[str], list[list[str]]]:
     lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("| ")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:] if not ln.startswith("|---")]
+    rows = [
+        [c.strip() for c in ln.strip("|").split("|")]
+        for ln in lines[2:]
+        if not ln.startswith("|---")
+    ]
     return header, [r for r in rows if "." in r[0] or r[0] in ("frame_stack", "train_context")]
 
 
@@ -48,4 +51,6 @@ def test_preset_matches_the_cited_table(preset: str) -> None:
         if row[column] == "-":
             continue
         assert row[-1], f"{row[0]} has no source"
-        assert _same(_get(cfg, row[0]), row[column]), f"{preset}: {row[0]} = {_get(cfg, row[0])!r}, table says {row[column]}"
+        assert _same(_get(cfg, row[0]), row[column]), (
+            f"{preset}: {row[0]} = {_get(cfg, row[0])!r}, table says {row[column]}"
+        )

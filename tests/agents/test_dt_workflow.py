@@ -7,16 +7,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from seqrl.cli import main
 from seqrl.data import DatasetMetadata, TrajectoryDataset
 from seqrl.envs import EnvConfig, make_vec_env, rollout
 
 TINY = [
-    "--model.backbone.width", "32", "--model.backbone.depth", "2", "--model.backbone.heads", "2",
-    "--model.context", "8", "--model.backbone.window", "24", "--train_context", "8",
-    "--model.max_timestep", "600", "--optim.batch_size", "16", "--optim.warmup_steps", "10",
-    "--optim.lr", "1e-3", "--optim.clip_norm", "1.0", "--loop.log_every", "10", "--quiet",
+    "--model.backbone.width",
+    "32",
+    "--model.backbone.depth",
+    "2",
+    "--model.backbone.heads",
+    "2",
+    "--model.context",
+    "8",
+    "--model.backbone.window",
+    "24",
+    "--train_context",
+    "8",
+    "--model.max_timestep",
+    "600",
+    "--optim.batch_size",
+    "16",
+    "--optim.warmup_steps",
+    "10",
+    "--optim.lr",
+    "1e-3",
+    "--optim.clip_norm",
+    "1.0",
+    "--loop.log_every",
+    "10",
+    "--quiet",
 ]
 
 
@@ -45,17 +65,43 @@ def cartpole_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     vec = make_vec_env(EnvConfig(id="CartPole-v1", num_envs=4))
     for i, eps in enumerate((0.0, 0.3, 1.0)):
         episodes += rollout(Balancer(eps, i), vec, episodes=4, seed=10 * i)
-    md = DatasetMetadata(name="cartpole-mixed", env_id="CartPole-v1",
-                         observation_space=vec.single_observation_space, action_space=vec.single_action_space)
+    md = DatasetMetadata(
+        name="cartpole-mixed",
+        env_id="CartPole-v1",
+        observation_space=vec.single_observation_space,
+        action_space=vec.single_action_space,
+    )
     vec.close()
-    return TrajectoryDataset.from_trajectories(episodes, md).save(tmp_path_factory.mktemp("data") / "cartpole")
+    return TrajectoryDataset.from_trajectories(episodes, md).save(
+        tmp_path_factory.mktemp("data") / "cartpole"
+    )
 
 
-def test_train_eval_rollout_resume(cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_eval_rollout_resume(
+    cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run = tmp_path / "run"
-    argv = ["train", "dt", "--dataset", str(cartpole_data), "--run-dir", str(run), *TINY,
-            "--model.action_head", "categorical", "--loop.steps", "400", "--loop.checkpoint_every", "200",
-            "--eval.targets", "500", "--eval.episodes", "4", "--eval.max_episode_steps", "500"]
+    argv = [
+        "train",
+        "dt",
+        "--dataset",
+        str(cartpole_data),
+        "--run-dir",
+        str(run),
+        *TINY,
+        "--model.action_head",
+        "categorical",
+        "--loop.steps",
+        "400",
+        "--loop.checkpoint_every",
+        "200",
+        "--eval.targets",
+        "500",
+        "--eval.episodes",
+        "4",
+        "--eval.max_episode_steps",
+        "500",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -68,17 +114,28 @@ def test_train_eval_rollout_resume(cartpole_data: Path, tmp_path: Path, capsys: 
 
     ckpt = run / "checkpoints" / "last.pt"
     results = tmp_path / "eval.json"
-    assert main(["eval", str(ckpt), "--env", "CartPole-v1", "--episodes", "2", "--out", str(results)]) == 0
+    assert (
+        main(["eval", str(ckpt), "--env", "CartPole-v1", "--episodes", "2", "--out", str(results)])
+        == 0
+    )
     assert json.loads(results.read_text())["episodes"] == 2
     assert main(["eval", f"{ckpt}@100", "--env", "CartPole-v1", "--episodes", "2"]) == 0
     assert main(["eval", f"{ckpt}@high", "--env", "CartPole-v1", "--episodes", "2"]) == 2
     assert "target return 'high' is not a number" in capsys.readouterr().err
     video = tmp_path / "dt.gif"
-    assert main(["rollout", str(ckpt), "--env", "CartPole-v1", "--episodes", "1", "--video", str(video)]) == 0
+    assert (
+        main(
+            ["rollout", str(ckpt), "--env", "CartPole-v1", "--episodes", "1", "--video", str(video)]
+        )
+        == 0
+    )
     assert video.stat().st_size > 0
 
     # resume: more steps on the same run continue from the checkpoint
-    assert main(["train", "dt", "--resume", "--run-dir", str(run), "--loop.steps", "420", "--quiet"]) == 0
+    assert (
+        main(["train", "dt", "--resume", "--run-dir", str(run), "--loop.steps", "420", "--quiet"])
+        == 0
+    )
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 420
 
@@ -92,18 +149,50 @@ def test_bad_input(cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFi
     from seqrl.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "other.pt", algo="twm", config={}, step=0, state={})
-    assert main(["eval", str(tmp_path / "other.pt"), "--env", "CartPole-v1", "--episodes", "1"]) != 0
+    assert (
+        main(["eval", str(tmp_path / "other.pt"), "--env", "CartPole-v1", "--episodes", "1"]) != 0
+    )
     assert "twm" in capsys.readouterr().err
 
 
-def test_demo_end_to_end_on_a_tiny_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["demo", "--levels", "halfcheetah_sac_60k@0.0", "halfcheetah_sac_8k@0.0", "--steps_per_level", "1000",
-            "--updates", "20", "--episodes", "1", "--cache", str(tmp_path / "cache"), "--runs", str(tmp_path / "runs"), "--quiet"]
+def test_demo_end_to_end_on_a_tiny_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "demo",
+        "--levels",
+        "halfcheetah_sac_60k@0.0",
+        "halfcheetah_sac_8k@0.0",
+        "--steps_per_level",
+        "1000",
+        "--updates",
+        "20",
+        "--episodes",
+        "1",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--quiet",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "halfcheetah_sac_60k@0.0" in out and "return conditioning" in out and "D4RL" in out
     (run,) = (tmp_path / "runs").iterdir()
     assert (run / "checkpoints" / "last.pt").is_file()
     assert len(list((tmp_path / "cache").iterdir())) == 1  # the dataset is cached for the next run
-    assert main(["demo", "--levels", "nope@0.0", "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "c2")]) == 2
+    assert (
+        main(
+            [
+                "demo",
+                "--levels",
+                "nope@0.0",
+                "--runs",
+                str(tmp_path / "runs"),
+                "--cache",
+                str(tmp_path / "c2"),
+            ]
+        )
+        == 2
+    )
     assert "--levels: no behaviour policy 'nope'" in capsys.readouterr().err
