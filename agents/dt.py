@@ -127,6 +127,11 @@ class DecisionTransformer(nn.Module):
     Buffers hold the observation statistics and action bounds, so a checkpoint carries them.
     """
 
+    obs_mean: Tensor
+    obs_std: Tensor
+    action_low: Tensor
+    action_high: Tensor
+
     def __init__(self, cfg: DTConfig, info: SpaceInfo) -> None:
         super().__init__()
         self.cfg, self.info = cfg, info

@@ -1,8 +1,12 @@
 """Decision Transformer against behaviour cloning on the demo's mixed-quality HalfCheetah data.
 
-Both use the same network, data, number of updates and seeds; behaviour cloning is the same model
-with the return-to-go input zeroed (``--model.conditioning none``). The DT is evaluated at several
-target returns, so the table also shows return conditioning. Writes the table into the "quality"
+Three arms, with the same data, width, depth, number of updates and seeds:
+
+- ``DT``: seqrl's ``dt`` preset (SwiGLU, banded attention, KV-cached evaluation);
+- ``DT (paper blocks)``: the same with the paper's ReLU MLP and dense attention (window evaluation);
+- ``BC``: the ``dt`` model with the return-to-go input zeroed (``--model.conditioning none``).
+
+The DTs are evaluated at several target returns, so the table also shows return conditioning. Writes the table into the "quality"
 section of ``docs/dt.md``::
 
     python examples/dt_vs_bc.py --updates 1500 --seeds 0 1 2 --episodes 5
@@ -31,9 +35,17 @@ from seqrl.trainer import LoopConfig
 DOC = Path(__file__).resolve().parent.parent / "docs" / "dt.md"
 
 
-def run_one(dataset, conditioning: str, seed: int, targets, args) -> list:
-    """Train one model and evaluate it at ``targets``; returns the TargetResults."""
-    base = PRESETS["dt"]()
+ARMS = {
+    "DT": ("dt", "return"),
+    "DT (paper blocks)": ("dt-paper-gym", "return"),
+    "BC": ("dt", "none"),
+}
+
+
+def run_one(dataset, arm: str, seed: int, targets, args) -> list:
+    """Train one model of ``arm`` and evaluate it at ``targets``; returns the TargetResults."""
+    preset, conditioning = ARMS[arm]
+    base = PRESETS[preset]()
     cfg = replace(
         base,
         dataset=str(dataset.metadata.location),
@@ -44,7 +56,9 @@ def run_one(dataset, conditioning: str, seed: int, targets, args) -> list:
             backbone=replace(base.model.backbone, width=args.width, depth=args.depth),
         ),
         optim=replace(base.optim, batch_size=args.batch_size, warmup_steps=args.updates // 10),
-        eval=EvalConfig(targets=targets, episodes=args.episodes, mode="cached", seed=10_000 + seed),
+        eval=EvalConfig(
+            targets=targets, episodes=args.episodes, mode=base.eval.mode, seed=10_000 + seed
+        ),
         loop=LoopConfig(
             steps=args.updates,
             log_every=100,
@@ -54,7 +68,7 @@ def run_one(dataset, conditioning: str, seed: int, targets, args) -> list:
         ),
     )
     with tempfile.TemporaryDirectory() as tmp:
-        run = RunDir.create(name=f"{conditioning}-{seed}", root=tmp, config=cfg)
+        run = RunDir.create(name=f"{preset}-{conditioning}-{seed}", root=tmp, config=cfg)
         _, results = train_dt(cfg, run, quiet=True, dataset=dataset)
     return results
 
@@ -73,6 +87,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--cache", default="~/.cache/seqrl/demo")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument(
         "--no-write", action="store_true", help="print only; do not update docs/dt.md"
     )
@@ -124,10 +139,13 @@ def main() -> None:
         "| model | target | return (mean over seeds) | per seed | D4RL score |",
         "|---|---|---|---|---|",
     ]
-    for (model, target), values in sorted(rows.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
+    order = {arm: i for i, arm in enumerate(ARMS)}
+    for (model, target), values in sorted(
+        rows.items(), key=lambda kv: (order[kv[0][0]], -kv[0][1])
+    ):
         rets = [v[0] for v in values]
         norm = float(np.mean([v[1] for v in values]))
-        label = f"{target:g}" if model == "DT" else "(none: no return input)"
+        label = f"{target:g}" if model != "BC" else "(none: no return input)"
         lines.append(
             f"| {model} | {label} | {np.mean(rets):.0f} +- {np.std(rets):.0f} | {', '.join(f'{r:.0f}' for r in rets)} | {norm:.1f} |"
         )
