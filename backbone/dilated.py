@@ -34,7 +34,7 @@ import torch
 from seqrl.backbone import kernels
 from torch import Tensor
 
-CHUNK_ROWS = 8192
+CHUNK_ROWS = 16384
 """Gathered branches run in chunks of at most this many (segment, head, slot) rows per batch row,
 whole segments and heads where they fit, fewer heads where one segment alone is larger: this
 bounds the temporary memory of a call to a few times ``CHUNK_ROWS * head_dim`` per batch row."""
@@ -45,6 +45,8 @@ class _Chunk:
     """Some segments of one branch, gathered into a batch of short attention calls.
 
     ``view``: the branch is r = 1 over contiguous segments of ``m`` tokens, so no gather is needed.
+    ``strided`` (= r): every segment has w = m * r tokens, so head h's slots are the strided view
+    ``x[:, h].view(B, G, m, r, D)[:, :, :, h % r]``, again without a gather.
     Otherwise query slot ``(b, h, g, i)`` reads position ``q_idx[b, h, g * mq + i]`` of the queries
     and key slot ``(b, h, g, j)`` position ``k_idx[b, h, g * m + j]`` of the keys; ``*_ok`` marks
     real slots (None: all real); ``*_src`` are the same positions as rows of the flattened
@@ -55,6 +57,7 @@ class _Chunk:
     mq: int
     m: int
     view: bool = False
+    strided: int = 0  # r > 1 dividing w, whole segments: head h reads a strided view, no gather
     q_idx: Tensor | None = None  # (Bi, H, G*mq)
     q_ok: Tensor | None = None  # (Bi, H, G*mq) bool
     k_idx: Tensor | None = None  # (Bi, H, G*m)
@@ -78,7 +81,11 @@ class DilatedPlan:
     length: int  # keys
 
 
-def _ceil_div(a: Tensor | int, b: int) -> Tensor | int:
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def _ceil_div_t(a: Tensor, b: int) -> Tensor:
     return -((-a) // b)
 
 
@@ -193,6 +200,8 @@ def _plan_causal(
     if r == 1 and (n % w == 0 or n <= w):
         size = min(w, n)
         return [_Chunk(segments=n // size, mq=size, m=size, view=True)]
+    if w % r == 0 and n % w == 0:
+        return [_Chunk(segments=n // w, mq=w // r, m=w // r, strided=r)]
     m = min(_ceil_div(w, r), _ceil_div(n, r))
     segments = _ceil_div(n, w)
     offset = torch.arange(heads, device=device) % r
@@ -249,7 +258,7 @@ def _plan_general(
     k_abs = origin[:, None, :, None] + k_rel  # (Bi, H, G, m)
     k_ok = (k_rel < w) & (k_abs < end) & seg_ok[:, None, :, None]
     k_idx = (k_abs - k_start).clamp(0, length - 1)
-    first_q = _ceil_div(q_start - origin[:, None, :, None] - offset, r).clamp(min=0)  # (Bi,H,G,1)
+    first_q = _ceil_div_t(q_start - origin[:, None, :, None] - offset, r).clamp(min=0)  # (Bi,H,G,1)
     qi = first_q + torch.arange(mq, device=device)  # (Bi, H, G, mq): index in the key list
     q_rel = offset + r * qi
     q_abs = origin[:, None, :, None] + q_rel
@@ -265,7 +274,6 @@ def _plan_general(
     head_ids = torch.arange(heads, device=device)
     out = []
     for gs, hs in _split(segments, heads, m, chunk_rows):
-
         c = _Chunk(
             segments=len(range(segments)[gs]),
             mq=mq,
@@ -349,6 +357,49 @@ def _merge(chunk: _Chunk, o: Tensor, s: Tensor, out: Tensor, lse: Tensor) -> Non
     flat_lse[dst] = new
 
 
+def _strided(x: Tensor, head: int, chunk: _Chunk) -> Tensor:
+    """Head ``head``'s slots of a strided chunk: (B, H, n, ...) -> (B, G, m, ...), a view."""
+    r = chunk.strided
+    x = x[:, head]
+    return x.view(x.shape[0], chunk.segments, chunk.m, r, *x.shape[2:])[:, :, :, head % r]
+
+
+def _strided_forward(
+    chunk: _Chunk, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, scale: float
+) -> None:
+    """A strided branch, one head at a time, merged into (out, lse) in place."""
+    for head in range(q.shape[1]):
+        qs, ks, vs = (_strided(x, head, chunk) for x in (q, k, v))
+        o, s = kernels.attention_forward(qs, ks, vs, causal=True, mask=None, scale=scale)
+        out_s, lse_s = _strided(out, head, chunk), _strided(lse, head, chunk)
+        new = torch.logaddexp(lse_s, s)
+        out_s.mul_(torch.exp(lse_s - new).unsqueeze(-1))
+        out_s.add_(o.mul_(torch.exp(s - new).unsqueeze(-1)))
+        lse_s.copy_(new)
+
+
+def _strided_backward(
+    chunk: _Chunk,
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    grads: tuple[Tensor, Tensor, Tensor],
+    scale: float,
+) -> None:
+    """A strided branch's share of the gradients, added into ``grads`` in place."""
+    for head in range(q.shape[1]):
+        qs, ks, vs, os_, dos = (_strided(x, head, chunk) for x in (q, k, v, out, dout))
+        ls = _strided(lse, head, chunk).contiguous()
+        parts = kernels.attention_backward(
+            dos, qs, ks, vs, os_, ls, causal=True, mask=None, scale=scale
+        )
+        for total, part in zip(grads, parts, strict=True):
+            _strided(total, head, chunk).add_(part)
+
+
 def _forward(
     q: Tensor, k: Tensor, v: Tensor, plan: DilatedPlan, scale: float
 ) -> tuple[Tensor, Tensor]:
@@ -357,6 +408,12 @@ def _forward(
     out: Tensor | None = None
     lse: Tensor | None = None
     for chunk in plan.chunks:
+        if chunk.strided:
+            if out is None or lse is None:
+                out = q.new_zeros(b, h, n, d)
+                lse = q.new_full((b, h, n), float("-inf"))
+            _strided_forward(chunk, q, k, v, out, lse, scale)
+            continue
         o, s = _chunk_forward(chunk, q, k, v, scale)
         if chunk.view and out is None:  # the first, r = 1 branch covers every row: start there
             out, lse = o.view(b, h, n, d), s.reshape(b, h, n).contiguous()
@@ -419,6 +476,11 @@ def _backward(
     dk: Tensor | None = None
     dv: Tensor | None = None
     for chunk in plan.chunks:
+        if chunk.strided:
+            if dq is None or dk is None or dv is None:
+                dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+            _strided_backward(chunk, dout, q, k, v, out, lse, (dq, dk, dv), scale)
+            continue
         gq, gk, gv = _chunk_backward(chunk, dout, q, k, v, out, lse, scale)
         if chunk.view:
             gq, gk, gv = (g.view(b, h, n, d) for g in (gq, gk, gv))
@@ -437,6 +499,7 @@ def _backward(
             gq = gq[chunk.q_sel]
         if chunk.k_sel is not None:
             gk, gv = gk[chunk.k_sel], gv[chunk.k_sel]
+        assert chunk.q_dst is not None and chunk.k_dst is not None
         dq.view(-1, d).index_add_(0, chunk.q_dst, gq)
         dk.view(-1, d).index_add_(0, chunk.k_dst, gk)
         dv.view(-1, d).index_add_(0, chunk.k_dst, gv)

@@ -75,6 +75,7 @@ class Transformer(nn.Module):
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * depth)
         for block in self.blocks:
+            assert isinstance(block, Block)
             for proj in (block.attn.proj, block.ff.out):
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * config.depth))
 

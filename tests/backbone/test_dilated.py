@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from seqrl.backbone import dilated_attention, dilated_reference, kernels
-from seqrl.backbone.dilated import multiplicity
+from seqrl.backbone.dilated import multiplicity, plan_dilated
 
 SCHEDULES = [
     ((4, 8), (1, 2)),
@@ -223,3 +223,12 @@ def test_property_reference_and_decoding(t, heads, base, rates, block):
         full = dilated_attention(q, k, v, ws, rs)
         decoded = _decode(q, k, v, ws, rs, block, keep=max(ws) - 1)
     torch.testing.assert_close(decoded, full, atol=1e-12, rtol=0)
+
+
+def test_plan_reads_views_where_segments_divide_evenly():
+    """r = 1 branches are plain views, r | w branches strided views; only the rest gather."""
+    plan = plan_dilated(1, 4, 48, 48, (8, 16, 12), (1, 2, 5))
+    kinds = sorted(
+        ("view" if c.view else "strided" if c.strided else "gather") for c in plan.chunks
+    )
+    assert kinds == ["gather", "strided", "view"]
