@@ -65,7 +65,7 @@ def register(registry) -> None:  # noqa: ANN001 - seqrl.cli.Registry
     lst.set_defaults(handler=_list)
     info = sub.add_parser(
         "info",
-        help="episodes, steps, spaces, size and returns of one dataset",
+        help="episodes, steps, spaces, infos, size and returns of one dataset",
         description="Summarise a dataset: a Minari id, a seqrl dataset folder, a D4RL .hdf5 file "
         "or a DQN-Replay folder.",
         formatter_class=datasets.formatter_class,
@@ -180,6 +180,13 @@ def _info(args: argparse.Namespace) -> int:
     )
     print(f"actions: {dataset.action_shape} {dataset.actions.dtype}; space {meta.action_space}")
     print(f"final observation kept: {'yes' if dataset.has_final_observation else 'no'}")
+    infos = ", ".join(
+        f"{key} {tuple(value.shape[1:])} {value.dtype}" for key, value in dataset.infos.items()
+    )
+    print(f"infos: {infos or 'none'}")
+    skipped = meta.extra.get("skipped_infos") or {}
+    if skipped:
+        print("infos skipped: " + "; ".join(f"{key} ({why})" for key, why in skipped.items()))
     for line in dataset_stats(dataset).lines():
         print(line)
     if meta.ref_min_score is not None and meta.ref_max_score is not None:

@@ -13,6 +13,14 @@ differs from ``d4rl.sequence_dataset`` / the Decision Transformer's loader:
 - a file without ``timeouts`` (the v0 datasets) is split every ``max_episode_steps`` steps, taken
   from the env id (``gym.spec(env_id).max_episode_steps``) or given directly, as d4rl did with
   its hard-coded 1000.
+
+Infos: every dataset under the ``infos`` group (``infos/qpos``, ``infos/action_log_probs``;
+nested groups flattened as ``a/b``) with one row per file row and a numeric or bool dtype
+becomes ``dataset.infos[key]``, split with the episodes. D4RL rows go with ``observations``, so
+with ``next_observations`` each episode gets a final info row copied from its last row (see
+:mod:`seqrl.data.infos`). Any other dataset under ``infos`` (strings, scalars, another length)
+is skipped, never fatal; its key and the reason are kept in ``metadata.extra["skipped_infos"]``
+and ``seqrl datasets info`` prints them.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from seqrl.data.dataset import DatasetMetadata, TrajectoryDataset, check_spaces
+from seqrl.data.infos import is_info_dtype, record_conversions
 from seqrl.data.validate import check_array
 from seqrl.errors import DataError
 
@@ -41,6 +50,7 @@ def load_d4rl(
     path: str | Path,
     env_id: str | None = None,
     max_episode_steps: int | None = None,
+    infos: bool = True,
 ) -> TrajectoryDataset:
     """Read a D4RL HDF5 file into a :class:`TrajectoryDataset`.
 
@@ -49,6 +59,7 @@ def load_d4rl(
         env_id: the gymnasium env it belongs to (e.g. ``Hopper-v5``): its spaces are checked
             against the data and its episode limit splits files without ``timeouts``.
         max_episode_steps: the episode limit for files without ``timeouts`` (overrides the env's).
+        infos: read the ``infos/*`` datasets (``False`` saves their memory).
     """
     import h5py
 
@@ -60,6 +71,13 @@ def load_d4rl(
     try:
         with h5py.File(path, "r") as f:
             loaded = _read_file(f, path, env_id, max_episode_steps)
+            final = "next_observations" in f
+            starts = loaded[3]
+            info_arrays, skipped = (
+                _read_infos(f["infos"], starts, final)
+                if infos and isinstance(f.get("infos"), h5py.Group)
+                else ({}, {})
+            )
     except OSError as exc:  # truncated file, bad superblock, unreadable dataset
         raise DataError(f"{path}: unreadable HDF5 file ({str(exc).splitlines()[0]})") from None
     where = str(path)
@@ -92,6 +110,7 @@ def load_d4rl(
         extra={"trailing_partial_episode": bool(partial), "split_every": limit},
         **spaces,
     )
+    record_conversions(metadata.extra, set(info_arrays) if final else set(), skipped)
     dataset = TrajectoryDataset(
         observations,
         actions,
@@ -100,6 +119,7 @@ def load_d4rl(
         episode_terminated,
         episode_truncated,
         metadata,
+        infos=info_arrays,
     )
     if env_spec is not None:
         check_spaces(dataset, spaces["observation_space"], spaces["action_space"])
@@ -162,13 +182,9 @@ def _read_file(f, path: Path, env_id: str | None, max_episode_steps: int | None)
                 f"{where}: key 'next_observations' has shape {next_ds.shape} but 'observations' "
                 f"has {obs_ds.shape}"
             )
-        n_episodes = len(starts) - 1
-        observations = np.empty((rows + n_episodes, *obs_ds.shape[1:]), dtype=obs_ds.dtype)
+        observations = _read_with_final_rows(obs_ds, starts)
         last = starts[1:] - 1
-        for e in range(n_episodes):
-            s, t = int(starts[e]), int(starts[e + 1])
-            obs_ds.read_direct(observations, np.s_[s:t], np.s_[s + e : t + e])
-        observations[last + np.arange(n_episodes) + 1] = check_array(
+        observations[last + np.arange(len(last)) + 1] = check_array(
             where, "next_observations", next_ds[last], "float"
         )
     else:
@@ -181,6 +197,47 @@ def _read_file(f, path: Path, env_id: str | None, max_episode_steps: int | None)
             row -= int(np.searchsorted(finals, row, side="left"))
         raise DataError(f"{where}: key 'observations' contains NaN or inf (first at row {row})")
     return observations, actions, rewards, starts, episode_terminated, partial, limit, env_spec
+
+
+def _read_with_final_rows(ds, starts: np.ndarray) -> np.ndarray:  # noqa: ANN001 - h5py.Dataset
+    """The rows of ``ds`` with one unfilled row after each episode (its final row), read episode
+    by episode straight into place."""
+    n_episodes = len(starts) - 1
+    out = np.empty((ds.shape[0] + n_episodes, *ds.shape[1:]), dtype=ds.dtype)
+    for e in range(n_episodes):
+        s, t = int(starts[e]), int(starts[e + 1])
+        ds.read_direct(out, np.s_[s:t], np.s_[s + e : t + e])
+    return out
+
+
+def _read_infos(
+    group,  # noqa: ANN001 - h5py.Group
+    starts: np.ndarray,
+    final: bool,
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The per-step datasets under ``infos`` (flattened as ``a/b``) and the skipped ones."""
+    import h5py
+
+    rows = int(starts[-1])
+    found: list[tuple[str, h5py.Dataset]] = []
+    group.visititems(
+        lambda name, obj: found.append((name, obj)) if isinstance(obj, h5py.Dataset) else None
+    )
+    arrays: dict[str, np.ndarray] = {}
+    skipped: dict[str, str] = {}
+    for name, ds in found:
+        if not is_info_dtype(ds.dtype):
+            skipped[name] = f"has dtype {ds.dtype}; expected numbers or bool"
+        elif len(ds.shape) == 0 or ds.shape[0] != rows:
+            skipped[name] = f"has shape {ds.shape}; expected {rows} rows, one per step"
+        elif final:
+            out = _read_with_final_rows(ds, starts)
+            finals = starts[1:] + np.arange(len(starts) - 1)
+            out[finals] = out[finals - 1]  # the last step's info, copied
+            arrays[name] = out
+        else:
+            arrays[name] = ds[()]
+    return arrays, skipped
 
 
 def _timeouts_from_limit(terminals: np.ndarray, limit: int) -> np.ndarray:

@@ -15,18 +15,23 @@ Native format (a folder)::
     NAME/rewards.npy          (sum of T_e,) float32
     NAME/episode_starts.npy   (E + 1,) int64 offsets into actions
     NAME/terminated.npy, NAME/truncated.npy   (E,) bool
+    NAME/info.<key>.npy       optional infos, rows as observations (the header maps keys to files)
+
+Optional per-step infos (``dataset.infos``) follow the observations' row layout; see
+:mod:`seqrl.data.infos` for the convention and how sources are converted.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+from seqrl.data.infos import InfoAssembler, info_file_names, is_info_dtype, record_conversions
 from seqrl.errors import DataError
 from seqrl.io import atomic_dir
 from seqrl.types import Trajectory
@@ -145,6 +150,9 @@ class TrajectoryDataset(Sequence[Trajectory]):
         episode_starts: ``(E + 1,)`` int64, episode ``e`` is steps ``starts[e]:starts[e + 1]``.
         terminated / truncated: ``(E,)`` bool (terminated wins).
         metadata: where the data came from.
+        infos: optional per-step infos, one flat numeric or bool array per key with as many rows
+            as ``observations`` (row ``i`` belongs to observation row ``i``; see
+            :mod:`seqrl.data.infos`). May be ``np.memmap``. Kept sorted by key.
     """
 
     def __init__(
@@ -156,6 +164,7 @@ class TrajectoryDataset(Sequence[Trajectory]):
         terminated: np.ndarray,
         truncated: np.ndarray,
         metadata: DatasetMetadata,
+        infos: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.observations = observations
         self.actions = actions
@@ -164,6 +173,9 @@ class TrajectoryDataset(Sequence[Trajectory]):
         self.terminated = np.asarray(terminated, dtype=bool)
         self.truncated = np.asarray(truncated, dtype=bool) & ~self.terminated
         self.metadata = metadata
+        self.infos: dict[str, np.ndarray] = dict(
+            sorted((infos or {}).items(), key=lambda kv: str(kv[0]))
+        )
         self._validate()
 
     # -- construction -------------------------------------------------------------------------
@@ -172,7 +184,13 @@ class TrajectoryDataset(Sequence[Trajectory]):
     def from_trajectories(
         cls, trajectories: Sequence[Trajectory], metadata: DatasetMetadata
     ) -> TrajectoryDataset:
-        """Concatenate episodes (copies once). All must agree on keeping the final observation."""
+        """Concatenate episodes (copies once). All must agree on keeping the final observation.
+
+        ``Trajectory.infos`` are kept: every episode must have the same keys (nested dicts are
+        flattened as ``a/b``), numeric or bool arrays of ``T`` or ``T + 1`` rows with the same
+        per-step shape, else a :class:`DataError` names the key. Rows are converted to the
+        observations' layout (:mod:`seqrl.data.infos`); dtypes are promoted across episodes.
+        """
         where = metadata.location or metadata.name
         if len(trajectories) == 0:
             raise DataError(f"{where}: empty dataset (no episodes)")
@@ -184,6 +202,21 @@ class TrajectoryDataset(Sequence[Trajectory]):
             )
         lengths = np.array([len(t) for t in trajectories], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(lengths)])
+        final = finals.pop()
+        dtypes: dict[str, np.dtype] = {}
+        for t in trajectories:
+            for key, value in t.infos.items():
+                dtype = np.asarray(value).dtype
+                if isinstance(value, Mapping) or not is_info_dtype(dtype):
+                    continue  # the assembler names the key
+                dtypes[key] = np.result_type(dtypes.get(key, dtype), dtype)
+        rows = int(lengths.sum()) + (len(trajectories) if final else 0)
+        assembler = InfoAssembler(where, rows, final, strict=True, dtypes=dtypes)
+        for t in trajectories:
+            assembler.add(t.infos, len(t))
+        infos = assembler.result()
+        metadata.extra.pop("infos_final_row_repeated", None)
+        record_conversions(metadata.extra, assembler.repeated, {})
         return cls(
             observations=np.concatenate([t.observations for t in trajectories]),
             actions=np.concatenate([t.actions for t in trajectories]),
@@ -194,6 +227,7 @@ class TrajectoryDataset(Sequence[Trajectory]):
             terminated=np.array([t.terminated for t in trajectories]),
             truncated=np.array([t.truncated for t in trajectories]),
             metadata=metadata,
+            infos=infos,
         )
 
     def _validate(self) -> None:
@@ -222,6 +256,18 @@ class TrajectoryDataset(Sequence[Trajectory]):
                 raise DataError(
                     f"{where}: key '{key}' must have one entry per episode ({episodes})"
                 )
+        for key, value in self.infos.items():
+            if not isinstance(key, str) or not key:
+                raise DataError(f"{where}: info {key!r}: names must be non-empty strings")
+            if not is_info_dtype(value.dtype):
+                raise DataError(
+                    f"{where}: info '{key}' has dtype {value.dtype}; expected numbers or bool"
+                )
+            if value.ndim == 0 or len(value) != len(self.observations):
+                raise DataError(
+                    f"{where}: info '{key}' has shape {value.shape}; expected "
+                    f"{len(self.observations)} rows, one per observation row"
+                )
 
     # -- sequence protocol --------------------------------------------------------------------
 
@@ -243,6 +289,10 @@ class TrajectoryDataset(Sequence[Trajectory]):
             rewards=self.rewards[start:end],
             terminated=bool(self.terminated[e]),
             truncated=bool(self.truncated[e]),
+            infos={
+                key: value[start + offset : end + offset + extra]
+                for key, value in self.infos.items()
+            },
         )
 
     def __iter__(self) -> Iterator[Trajectory]:
@@ -303,8 +353,9 @@ class TrajectoryDataset(Sequence[Trajectory]):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the arrays (for a memory-mapped dataset: bytes on disk)."""
-        return sum(int(getattr(self, k).nbytes) for k in ARRAY_FILES)
+        """Bytes held by the arrays, infos included (for a memory-mapped dataset: bytes on disk)."""
+        arrays = sum(int(getattr(self, k).nbytes) for k in ARRAY_FILES)
+        return arrays + sum(int(v.nbytes) for v in self.infos.values())
 
     def episode_index(self) -> EpisodeIndex:
         """The flat layout, for samplers."""
@@ -333,12 +384,16 @@ class TrajectoryDataset(Sequence[Trajectory]):
         with atomic_dir(path) as tmp:
             for key in ARRAY_FILES:
                 np.save(tmp / f"{key}.npy", np.asarray(getattr(self, key)), allow_pickle=False)
+            info_files = info_file_names(list(self.infos))
+            for key, file_name in info_files.items():
+                np.save(tmp / file_name, np.asarray(self.infos[key]), allow_pickle=False)
             header = {
                 "format": "seqrl-dataset",
                 "version": FORMAT_VERSION,
                 "episodes": len(self),
                 "steps": self.num_steps,
                 "metadata": self.metadata.to_json(),
+                "infos": info_files,
             }
             (tmp / FORMAT_FILE).write_text(json.dumps(header, indent=2))
         return path
@@ -365,10 +420,29 @@ class TrajectoryDataset(Sequence[Trajectory]):
                 arrays[key] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (ValueError, OSError) as exc:
                 raise DataError(f"{file}: unreadable array ({exc})") from None
+        infos: dict[str, np.ndarray] = {}
+        info_files = header.get("infos") or {}  # absent in folders written before infos
+        if not isinstance(info_files, dict):
+            raise DataError(f"{header_file}: key 'infos' must map info names to file names")
+        for key, file_name in info_files.items():
+            if (
+                not isinstance(file_name, str)
+                or Path(file_name).name != file_name
+                or not file_name.startswith("info.")
+                or not file_name.endswith(".npy")
+            ):
+                raise DataError(f"{header_file}: info '{key}' has a bad file name {file_name!r}")
+            file = path / file_name
+            if not file.is_file():
+                raise DataError(f"{path}: missing info '{key}' ({file_name})")
+            try:
+                infos[key] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise DataError(f"{file}: unreadable array ({exc})") from None
         metadata = DatasetMetadata.from_json(header["metadata"])
         metadata.source = "seqrl"
         metadata.location = str(path)
-        return cls(metadata=metadata, **arrays)
+        return cls(metadata=metadata, infos=infos, **arrays)
 
 
 def check_spaces(

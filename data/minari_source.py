@@ -4,6 +4,13 @@ Datasets live under Minari's root (``MINARI_DATASETS_PATH``, default ``~/.minari
 ``minari list local`` shows what seqrl collects and any Minari user can read it. Minari keeps
 ``T + 1`` observations per episode; so does seqrl, and writing then reading gives identical
 arrays (image observations are written without Minari's lossy JPEG encoding).
+
+Infos: each episode's ``infos`` (nested dicts flattened as ``a/b``; Minari records ``T + 1``
+rows, the reset's info first) become ``dataset.infos`` in the observations' layout
+(:mod:`seqrl.data.infos`), and :func:`write_minari` writes them back nested, so a round trip
+gives identical infos. An info that cannot be carried (not numeric or bool, missing from some
+episode, another per-step shape or length) is skipped, never fatal: its key and the reason are
+kept in ``metadata.extra["skipped_infos"]``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from seqrl.data.dataset import FORMAT_FILE, DatasetMetadata, TrajectoryDataset
+from seqrl.data.infos import InfoAssembler, nest_infos, record_conversions
 from seqrl.data.validate import check_array
 from seqrl.errors import DataError
 
@@ -101,6 +109,7 @@ def _from_minari(data: object, dataset_id: str) -> TrajectoryDataset:
     starts = np.zeros(n_episodes + 1, dtype=np.int64)
     terminated = np.zeros(n_episodes, dtype=bool)
     truncated = np.zeros(n_episodes, dtype=bool)
+    infos = InfoAssembler(where, n_steps + n_episodes, final=True, strict=False)
     s = 0
     for e, episode in enumerate(data.iterate_episodes()):  # type: ignore[attr-defined]
         t = len(episode.actions)
@@ -116,6 +125,7 @@ def _from_minari(data: object, dataset_id: str) -> TrajectoryDataset:
         rewards[s : s + t] = episode.rewards
         terminated[e] = bool(episode.terminations[-1])
         truncated[e] = bool(episode.truncations[-1])
+        infos.add(episode.infos, t)
         s += t
         starts[e + 1] = s
     if np.issubdtype(observations.dtype, np.floating):
@@ -133,8 +143,18 @@ def _from_minari(data: object, dataset_id: str) -> TrajectoryDataset:
         ref_max_score=metadata_raw.get("ref_max_score"),
         extra={"algorithm_name": metadata_raw.get("algorithm_name")},
     )
+    if s != n_steps:
+        raise DataError(f"{where}: episodes hold {s} steps but the metadata says {n_steps}")
+    record_conversions(metadata.extra, infos.repeated, infos.skipped)
     return TrajectoryDataset(
-        observations, actions, rewards, starts, terminated, truncated, metadata
+        observations,
+        actions,
+        rewards,
+        starts,
+        terminated,
+        truncated,
+        metadata,
+        infos=infos.result(),
     )
 
 
@@ -191,6 +211,8 @@ def write_minari(
             env_spec = gym.spec(dataset.metadata.env_id)
         except gym.error.Error:
             env_spec = None
+    where = dataset.metadata.location or dataset.metadata.name
+    nest_infos(dataset.infos, where)  # names that cannot nest fail before anything is written
     buffers = []
     for e, episode in enumerate(dataset):
         flags = np.zeros(len(episode), dtype=bool)
@@ -204,7 +226,7 @@ def write_minari(
                 rewards=np.asarray(episode.rewards),
                 terminations=terms,
                 truncations=truncs,
-                infos={},
+                infos=nest_infos({k: np.asarray(v) for k, v in episode.infos.items()}, where),
             )
         )
     # ref scores: both or neither (given only one, Minari rolls out a random policy for the other)
