@@ -52,6 +52,12 @@ def _add_common(parser: argparse.ArgumentParser, default_envs: str) -> None:
         default="dqn",
         help="Atari protocol preset (ALE ids only)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["gymnasium", "envpool"],
+        default="gymnasium",
+        help="vector env implementation (envpool: where installed; no videos)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for learned policies")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -85,7 +91,11 @@ def _env_config(args: argparse.Namespace, default_envs: int) -> EnvConfig:
         raise UsageError(f"--num-envs must be >= 1, got {num_envs}")
     check_env_id(args.env)
     return EnvConfig(
-        id=args.env, num_envs=num_envs, seed=args.seed, atari=atari_preset(args.atari_preset)
+        id=args.env,
+        num_envs=num_envs,
+        seed=args.seed,
+        atari=atari_preset(args.atari_preset),
+        backend=args.backend,
     )
 
 

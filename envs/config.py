@@ -139,6 +139,10 @@ class EnvConfig:
     max_episode_steps: int | None = field(
         default=None, metadata={"help": "override the env's time limit (non-Atari envs)"}
     )
+    backend: Literal["gymnasium", "envpool"] = field(
+        default="gymnasium",
+        metadata={"help": "envpool: C++ vector env, same Atari observations (pip install envpool)"},
+    )
     atari: AtariConfig = field(default_factory=AtariConfig)
 
     def __post_init__(self) -> None:

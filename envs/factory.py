@@ -17,6 +17,7 @@ import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from seqrl.envs.atari import is_atari, make_atari_env, register_ale
 from seqrl.envs.config import EnvConfig
+from seqrl.envs.envpool_backend import make_envpool_vec_env
 from seqrl.errors import SeqrlError, UsageError
 
 EnvWrapper = Callable[[gym.Env, int], gym.Env]
@@ -42,6 +43,8 @@ def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None
         cfg: which env; ``cfg.atari`` applies to ALE ids only.
         train: training settings (Atari: life loss terminal, training no-ops and frame cap).
         render_mode: passed to ``gym.make`` (``"rgb_array"`` to record videos).
+
+    One env is always gymnasium's: ``cfg.backend`` applies to :func:`make_vec_env` only.
     """
     check_env_id(cfg.id)
     try:
@@ -75,11 +78,18 @@ def make_vec_env(
     The vector env uses ``SAME_STEP`` autoreset (module docstring). Seeding happens at the first
     ``reset(seed=s)``, which gymnasium turns into seed ``s + i`` for env ``i``; :func:`rollout`
     and :func:`evaluate` pass ``cfg.seed`` or their own ``seed``.
+
+    ``cfg.backend == "envpool"`` builds an envpool pool instead
+    (:mod:`seqrl.envs.envpool_backend`: ``NEXT_STEP`` autoreset, no ``render_mode`` or ``wrap``).
     """
     n = cfg.num_envs if num_envs is None else num_envs
     if n < 1:
         raise UsageError(f"num_envs must be >= 1, got {n}")
     check_env_id(cfg.id)
+    if cfg.backend == "envpool":
+        if render_mode is not None or wrap is not None:
+            raise UsageError("backend=envpool does not render or wrap envs; use backend=gymnasium")
+        return make_envpool_vec_env(cfg, train, n)
     fns = [partial(_make_one, cfg, train, render_mode, wrap, i) for i in range(n)]
     if cfg.vectorization == "async":
         return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -135,8 +135,9 @@ def run_episodes(
         raise UsageError(f"steps must be >= 1, got {steps}")
     same_step = _same_step(vec_env)
     n = vec_env.num_envs
-    unlimited = np.iinfo(np.int64).max
-    quota = np.array([(episodes + i) // n for i in range(n)] if episodes else [unlimited] * n)
+    unlimited = int(np.iinfo(np.int64).max)
+    quota = [(episodes + i) // n for i in range(n)] if episodes else [unlimited] * n
+    quota_array = np.array(quota, dtype=np.int64)
 
     obs, _ = vec_env.reset(seed=seed)
     if isinstance(obs, dict):
@@ -146,106 +147,126 @@ def run_episodes(
     agent.reset(n)
     store = _StepStore(obs) if record else None
 
+    # Per-step work is kept to a few array operations (this loop's overhead is what
+    # benchmarks/envs.py measures): on the path where every env's transition counts only ep_return
+    # is updated, ep_len lags by ``pending`` steps for every env (the true length of env i is
+    # ep_len[i] + pending), and per-env bookkeeping is done in Python only for envs that ended.
     step = 0  # global step index: store.obs[step - offset] is the current observation
-    count = np.zeros(n, dtype=np.int64)  # finished episodes per env
+    count = [0] * n  # finished episodes per env
     ep_return = np.zeros(n, dtype=np.float64)
-    ep_len = np.zeros(n, dtype=np.int64)
-    ep_start = np.zeros(n, dtype=np.int64)  # global step index of each running episode's first obs
-    t_start = np.full(n, time.perf_counter())
+    ep_len = np.zeros(n, dtype=np.int64)  # each running episode's length, minus ``pending``
+    pending = 0  # steps taken by every env that ep_len does not count yet
+    ep_start = [0] * n  # global step index of each running episode's first observation
+    t_start = [time.perf_counter()] * n
     resetting = np.zeros(n, dtype=bool)  # NEXT_STEP: this call only resets these envs
+    any_resetting = False  # resetting.any()
     done_steps = 0
+    step_limit = unlimited if steps is None else steps
+    fast_limit = step_limit - n  # every env's transition counts while done_steps <= fast_limit
     finished: list[tuple[int, int, Episode]] = []
     bar = tqdm(total=episodes or steps, desc=desc, disable=not progress, leave=False)
 
-    active = count < quota  # envs that still owe episodes (updated when an episode ends)
-    all_active, any_active = bool(active.all()), bool(active.any())
-    while any_active and (steps is None or done_steps < steps):
+    active = np.array(count) < quota_array  # envs that still owe episodes
+    fast = bool(active.all())  # no env is done with its quota
+    any_active = bool(active.any())
+    while any_active and done_steps < step_limit:
         actions = np.asarray(agent.act(obs))
         if len(actions) != n:
             raise SeqrlError(f"rollout: agent returned {len(actions)} actions for {n} envs")
         next_obs, rewards, terminated, truncated, infos = vec_env.step(actions)
         dones = np.logical_or(terminated, truncated)
-        if same_step and all_active and (steps is None or done_steps + n <= steps):
-            taken = ended = dones  # fast path: every env's transition counts
+        any_done = np.count_nonzero(dones) > 0
+        if fast and not any_resetting and done_steps <= fast_limit:
             ep_return += rewards
-            ep_len += 1
+            pending += 1
             n_taken = n
+            ended, any_ended = dones, any_done
         else:
+            if pending:
+                ep_len += pending
+                pending = 0
             taken = active & ~resetting  # envs whose transition counts this step
-            if steps is not None and done_steps + n > steps:
-                taken &= np.cumsum(taken) <= steps - done_steps
-            n_taken = int(taken.sum())
+            if done_steps > fast_limit:
+                taken &= np.cumsum(taken) <= step_limit - done_steps
+            n_taken = int(np.count_nonzero(taken))
             np.add(ep_return, rewards, out=ep_return, where=taken)
             ep_len += taken
             ended = taken & dones
+            any_ended = any_done and np.count_nonzero(ended) > 0
         done_steps += n_taken
         if store is not None:
             store.append(actions, rewards, next_obs)
 
-        if not same_step and resetting.any():  # NEXT_STEP: next_obs[i] starts a new episode
-            ep_start[resetting], t_start[resetting] = step + 1, time.perf_counter()
-        if ended.any():
+        if any_resetting:  # NEXT_STEP: next_obs[i] starts a new episode
             now = time.perf_counter()
-            for i in np.flatnonzero(ended):
-                final = infos["final_obs"][i] if same_step else next_obs[i]
+            for i in resetting.nonzero()[0].tolist():
+                ep_start[i], t_start[i] = step + 1, now
+        if any_ended:
+            now = time.perf_counter()
+            returns, lengths = ep_return.tolist(), ep_len.tolist()
+            terms = np.asarray(terminated, dtype=bool).tolist()
+            truncs = np.asarray(truncated, dtype=bool).tolist()
+            final_obs = infos["final_obs"] if same_step else next_obs
+            index = ended.nonzero()[0].tolist()
+            for i in index:
+                length = lengths[i] + pending
                 trajectory = None
                 if store is not None:
-                    ep_obs, ep_act, ep_rew = store.episode(
-                        int(i), int(ep_start[i]), int(ep_len[i]), final
-                    )
-                    trajectory = Trajectory(
-                        ep_obs, ep_act, ep_rew, bool(terminated[i]), bool(truncated[i])
-                    )
+                    ep_obs, ep_act, ep_rew = store.episode(i, ep_start[i], length, final_obs[i])
+                    trajectory = Trajectory(ep_obs, ep_act, ep_rew, terms[i], truncs[i])
                 episode = Episode(
-                    env_index=int(i),
-                    episode_return=float(ep_return[i]),
-                    length=int(ep_len[i]),
-                    wall_time=now - float(t_start[i]),
-                    terminated=bool(terminated[i]),
-                    truncated=bool(truncated[i]) and not bool(terminated[i]),
+                    env_index=i,
+                    episode_return=returns[i],
+                    length=length,
+                    wall_time=now - t_start[i],
+                    terminated=terms[i],
+                    truncated=truncs[i] and not terms[i],
                     trajectory=trajectory,
                 )
-                finished.append((int(i), int(count[i]), episode))
-            count += ended
-            ep_return[ended], ep_len[ended] = 0.0, 0
-            ep_start[ended], t_start[ended] = step + 1, now
-            active = count < quota
-            all_active, any_active = bool(active.all()), bool(active.any())
+                finished.append((i, count[i], episode))
+                count[i] += 1
+                if count[i] >= quota[i]:
+                    fast = False
+                ep_return[i], ep_len[i] = 0.0, -pending
+                ep_start[i], t_start[i] = step + 1, now
+            if not fast:
+                active = np.array(count) < quota_array
+                any_active = bool(active.any())
             if progress and episodes is not None:
-                bar.update(int(ended.sum()))
+                bar.update(len(index))
         if progress and steps is not None:
             bar.update(n_taken)
 
         if same_step:
             agent.observe(np.asarray(rewards), dones)
         else:
-            agent.observe(np.asarray(rewards), dones | resetting)
-            resetting = dones
+            agent.observe(np.asarray(rewards), dones | resetting if any_resetting else dones)
+            resetting, any_resetting = dones, any_done
         obs = next_obs
         step += 1
         if store is not None and step % 256 == 0:
-            store.trim(int(ep_start[active].min()) if active.any() else step)
+            running = [start for start, on in zip(ep_start, active.tolist(), strict=True) if on]
+            store.trim(min(running) if running else step)
 
     bar.close()
+    ep_len += pending
     if steps is not None:  # episodes still running when the budget was spent
-        for i in np.flatnonzero(ep_len > 0):
+        for i in np.flatnonzero(ep_len > 0).tolist():
             trajectory = None
             if store is not None:
-                ep_obs, ep_act, ep_rew = store.episode(
-                    int(i), int(ep_start[i]), int(ep_len[i]), None
-                )
+                ep_obs, ep_act, ep_rew = store.episode(i, ep_start[i], int(ep_len[i]), None)
                 trajectory = Trajectory(ep_obs, ep_act, ep_rew, terminated=False, truncated=True)
             episode = Episode(
-                env_index=int(i),
+                env_index=i,
                 episode_return=float(ep_return[i]),
                 length=int(ep_len[i]),
-                wall_time=time.perf_counter() - float(t_start[i]),
+                wall_time=time.perf_counter() - t_start[i],
                 terminated=False,
                 truncated=True,
                 finished=False,
                 trajectory=trajectory,
             )
-            finished.append((int(i), int(count[i]), episode))
+            finished.append((i, count[i], episode))
     finished.sort(key=lambda item: (item[0], item[1]))
     return [episode for _, _, episode in finished]
 
