@@ -207,11 +207,16 @@ def resolve_targets(cfg: DTTrainConfig, env_id: str, returns: np.ndarray) -> tup
 
 
 def make_optimizer(model: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """AdamW (weight decay on all parameters or on weight matrices only) and its warm-up schedule."""
+    """AdamW with weight decay on all parameters (DT gym code) or, as minGPT does, only on the
+    weights of linear and convolution layers (not biases, norms or embedding tables)."""
     if cfg.decay_on == "all":
         groups: Any = model.parameters()
     else:
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+        decay = [
+            module.weight
+            for module in model.modules()
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))
+        ]
         ids = {id(p) for p in decay}
         groups = [
             {"params": decay, "weight_decay": cfg.weight_decay},

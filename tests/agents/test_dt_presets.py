@@ -54,3 +54,23 @@ def test_preset_matches_the_cited_table(preset: str) -> None:
         assert _same(_get(cfg, row[0]), row[column]), (
             f"{preset}: {row[0]} = {_get(cfg, row[0])!r}, table says {row[column]}"
         )
+
+
+def test_minGPT_weight_decay_groups() -> None:
+    """dt-paper-atari decays linear and convolution weights only, as minGPT's configure_optimizers."""
+    import numpy as np
+    import torch
+    from gymnasium import spaces
+    from seqrl.agents.dt import build_model
+    from seqrl.agents.train_dt import make_optimizer
+
+    cfg = PRESETS["dt-paper-atari"]()
+    model = build_model(cfg.model, spaces.Box(0, 255, (4, 84, 84), np.uint8), spaces.Discrete(4))
+    decayed, plain = make_optimizer(model, cfg.optim).param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    ids = {id(p) for p in decayed["params"]}
+    assert id(model.embed_time.weight) not in ids and id(model.embed_norm.weight) not in ids
+    assert id(model.head.weight) in ids and id(model.head.bias) not in ids
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(id(c.weight) in ids for c in convs)
+    assert len(ids) + len(plain["params"]) == len(list(model.parameters()))
