@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.seqrl-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint peers clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The peers that benchmarks/ and examples/ compare against, each in its own environment:
+# d3rlpy 2.8.1 pins gymnasium 1.0.0; dilated-attention-pytorch's pins would replace torch.
+peers:
+	@test -x .venv-d3rlpy/bin/python || $(PYTHON) -m venv .venv-d3rlpy
+	.venv-d3rlpy/bin/pip install -q torch==2.13.0 || .venv-d3rlpy/bin/pip install -q torch
+	.venv-d3rlpy/bin/pip install -q d3rlpy==2.8.1 "gymnasium[mujoco]==1.0.0"
+	$(PY) -m pip install -q --no-deps --target .venv-dap dilated-attention-pytorch==0.2.0

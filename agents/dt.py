@@ -79,6 +79,12 @@ class DTConfig:
         default="linear", metadata={"help": "observation embedding: linear or nature_cnn"}
     )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
+    timestep_init: Literal["torch", "gpt2", "zeros"] = field(
+        default="torch",
+        metadata={
+            "help": "timestep embedding init: torch N(0, 1) (DT gym code), gpt2 N(0, 0.02) (d3rlpy), zeros (minGPT Atari)"
+        },
+    )
     conditioning: Literal["return", "none"] = field(
         default="return",
         metadata={
@@ -157,6 +163,10 @@ class DecisionTransformer(nn.Module):
         )
         self.embed_return = nn.Linear(1, width)
         self.embed_time = nn.Embedding(cfg.max_timestep, width)
+        if cfg.timestep_init == "gpt2":
+            nn.init.normal_(self.embed_time.weight, std=0.02)
+        elif cfg.timestep_init == "zeros":
+            nn.init.zeros_(self.embed_time.weight)
         self.embed_norm = nn.LayerNorm(width)
         self.backbone = Transformer(cfg.backbone)
         out = {

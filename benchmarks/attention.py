@@ -8,7 +8,7 @@ batch 1, for
 - seqrl's dilated attention with LongNet's schedule (w = 2048 ... 32768, r = 1, 2, 4, 6, 12;
   pairs with w > length dropped);
 - ``dilated-attention-pytorch`` 0.2.0 (PyPI; install it apart, its pins would replace torch:
-  ``pip install --no-deps --target /work/venvs/dap dilated-attention-pytorch==0.2.0``, or point
+  ``make peers`` (``pip install --no-deps --target .venv-dap dilated-attention-pytorch==0.2.0``), or point
   ``DAP_PATH`` at such a folder), with torch SDPA standing in for its xformers call.
 
 Every measurement runs in a fresh subprocess (one forward, or one forward+backward, after a small
@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 HEADS, HEAD_DIM = 8, 64
 PAPER = ((2048, 4096, 8192, 16384, 32768), (1, 2, 4, 6, 12))
-DAP_DEFAULT = Path("/work/venvs/dap")
+DAP_DEFAULT = Path(__file__).resolve().parent.parent / ".venv-dap"
 IMPLS = ("dense", "seqrl", "dap")
 
 

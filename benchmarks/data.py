@@ -9,7 +9,7 @@
 2. Memory of a loaded dataset against its raw arrays (D4RL HDF5 file, seqrl folder memory-mapped).
 3. 100k Atari frames (64x64x3) held as uint8: bytes held, and world-model batch (64 x 20) speed.
 
-Run from the repository root (needs ``/work/venvs/d3rlpy``, see the issue; ``--d3rlpy`` to point
+Run from the repository root (needs d3rlpy's own venv: ``make peers`` builds ``.venv-d3rlpy``; ``--d3rlpy`` to point
 elsewhere)::
 
     .venv/bin/python benchmarks/data.py            # writes the "data" section of docs/benchmarks.md
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help="seqrl batches per round")
     parser.add_argument("--d3rlpy-batches", type=int, default=50, help="d3rlpy batches per round")
     parser.add_argument("--atari-frames", type=int, default=100_000)
-    parser.add_argument("--d3rlpy", default="/work/venvs/d3rlpy/bin/python")
+    parser.add_argument("--d3rlpy", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
     parser.add_argument(
         "--no-write", action="store_true", help="print, do not update docs/benchmarks.md"
     )

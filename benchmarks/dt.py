@@ -52,7 +52,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-D3RLPY_PYTHON = "/work/venvs/d3rlpy/bin/python"
+D3RLPY_PYTHON = os.environ.get("D3RLPY_PYTHON", str(Path(__file__).resolve().parent.parent / ".venv-d3rlpy" / "bin" / "python"))
 TARGET_RETURN = 3600.0  # the paper's hopper target
 BATCH, CONTEXT = 64, 20
 

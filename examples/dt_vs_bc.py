@@ -54,6 +54,7 @@ def run_one(dataset, arm: str, seed: int, targets, args) -> list:
             base.model,
             conditioning=conditioning,
             backbone=replace(base.model.backbone, width=args.width, depth=args.depth),
+            timestep_init=args.timestep_init or base.model.timestep_init,
         ),
         optim=replace(base.optim, batch_size=args.batch_size, warmup_steps=args.updates // 10),
         eval=EvalConfig(
@@ -89,6 +90,12 @@ def main() -> None:
     parser.add_argument("--cache", default="~/.cache/seqrl/demo")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument(
+        "--timestep-init",
+        choices=["torch", "gpt2", "zeros"],
+        default=None,
+        help="override every arm's timestep embedding init (default: each preset's)",
+    )
+    parser.add_argument(
         "--no-write", action="store_true", help="print only; do not update docs/dt.md"
     )
     args = parser.parse_args()
@@ -103,28 +110,20 @@ def main() -> None:
     )
     rows = {}
     for seed in args.seeds:
-        for conditioning in ("return", "none"):
-            results = run_one(dataset, conditioning, seed, targets, args)
+        for arm in args.arms:
+            results = run_one(dataset, arm, seed, targets, args)
             for r in results:
-                key = (
-                    ("DT", r.target) if conditioning == "return" else ("BC", 0.0)
-                )  # BC ignores the target
+                key = (arm, r.target) if arm != "BC" else (arm, 0.0)  # BC ignores the target
                 rows.setdefault(key, []).append((r.mean, float(np.mean(r.normalized))))
-            print(
-                json.dumps(
-                    {
-                        "seed": seed,
-                        "conditioning": conditioning,
-                        "returns": {f"{r.target:g}": r.mean for r in results},
-                    }
-                ),
-                flush=True,
-            )
+            line = {"seed": seed, "arm": arm, "returns": {f"{r.target:g}": r.mean for r in results}}
+            print(json.dumps(line), flush=True)
     elapsed = time.perf_counter() - start
 
     levels = dataset.metadata.extra.get("levels", [])
     lines = [
-        f"Command: `python examples/dt_vs_bc.py --updates {args.updates} --seeds {' '.join(map(str, args.seeds))} --episodes {args.episodes}` "
+        f"Command: `python examples/dt_vs_bc.py --updates {args.updates} --seeds {' '.join(map(str, args.seeds))} --episodes {args.episodes}"
+        + (f" --timestep-init {args.timestep_init}" if args.timestep_init else "")
+        + "` "
         f"({len(args.seeds)} seeds, {args.episodes} episodes per target and seed, {args.updates} updates of the `dt` preset "
         f"at width {args.width}, depth {args.depth}, batch {args.batch_size}, "
         f"{elapsed / 60:.0f} min on {os.cpu_count()} CPU cores).",

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -35,7 +34,9 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "dt.md"
 BEGIN, END = "<!-- BEGIN d3rlpy -->", "<!-- END d3rlpy -->"
 HEADING = "## Side by side with d3rlpy"
 D4RL_HALFCHEETAH = (-280.178953, 12135.0)  # D4RL REF_MIN_SCORE / REF_MAX_SCORE for halfcheetah
-D3RLPY_PYTHON = "/work/venvs/d3rlpy/bin/python"
+D3RLPY_PYTHON = os.environ.get(
+    "D3RLPY_PYTHON", str(Path(__file__).resolve().parent.parent / ".venv-d3rlpy" / "bin" / "python")
+)
 
 
 def normalize(returns: np.ndarray) -> np.ndarray:
@@ -94,9 +95,18 @@ def run_seqrl(dataset: Any, seed: int, target: float, args: argparse.Namespace) 
         base,
         dataset=str(dataset.metadata.location),
         env=args.env,
+        model=replace(base.model, timestep_init=args.timestep_init),
         optim=replace(base.optim, warmup_steps=args.updates // 10),
-        eval=EvalConfig(targets=(target,), episodes=args.episodes, mode="window", seed=10_000 + 100 * seed),
-        loop=LoopConfig(steps=args.updates, log_every=100, eval_every=0, checkpoint_every=args.updates, seed=seed),
+        eval=EvalConfig(
+            targets=(target,), episodes=args.episodes, mode="window", seed=10_000 + 100 * seed
+        ),
+        loop=LoopConfig(
+            steps=args.updates,
+            log_every=100,
+            eval_every=0,
+            checkpoint_every=args.updates,
+            seed=seed,
+        ),
     )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +143,9 @@ def d3rlpy_worker(args: argparse.Namespace) -> None:
         optim_factory=d3rlpy.optimizers.AdamWFactory(
             weight_decay=1e-4,
             clip_grad_norm=0.25,
-            lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(warmup_steps=max(args.updates // 10, 1)),
+            lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(
+                warmup_steps=max(args.updates // 10, 1)
+            ),
         ),
         encoder_factory=d3rlpy.models.VectorEncoderFactory([128], exclude_last_activation=True),
         observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
@@ -174,15 +186,33 @@ def d3rlpy_worker(args: argparse.Namespace) -> None:
         returns.append(total)
     env.close()
     end = time.perf_counter()
-    print(json.dumps({"returns": returns, "seconds": end - start, "train_seconds": trained - start}), flush=True)
+    print(
+        json.dumps({"returns": returns, "seconds": end - start, "train_seconds": trained - start}),
+        flush=True,
+    )
 
 
 def run_d3rlpy(npz: Path, seed: int, target: float, args: argparse.Namespace) -> dict[str, Any]:
     """Run :func:`d3rlpy_worker` in d3rlpy's interpreter; returns its JSON result."""
     command = [
-        args.d3rlpy_python, str(Path(__file__).resolve()), "--worker", "d3rlpy", "--npz", str(npz),
-        "--seed", str(seed), "--target", str(target), "--updates", str(args.updates),
-        "--episodes", str(args.episodes), "--threads", str(args.threads), "--env", args.env,
+        args.d3rlpy_python,
+        str(Path(__file__).resolve()),
+        "--worker",
+        "d3rlpy",
+        "--npz",
+        str(npz),
+        "--seed",
+        str(seed),
+        "--target",
+        str(target),
+        "--updates",
+        str(args.updates),
+        "--episodes",
+        str(args.episodes),
+        "--threads",
+        str(args.threads),
+        "--env",
+        args.env,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -193,13 +223,23 @@ def run_d3rlpy(npz: Path, seed: int, target: float, args: argparse.Namespace) ->
 # --- report -------------------------------------------------------------------------------------
 
 
-def table(results: dict[str, list[dict[str, Any]]], seeds: list[int], target: float, data_line: str, args: argparse.Namespace) -> str:
+def table(
+    results: dict[str, list[dict[str, Any]]],
+    seeds: list[int],
+    target: float,
+    data_line: str,
+    args: argparse.Namespace,
+) -> str:
     """The markdown table of per-seed and mean +- std returns and normalized scores."""
     finished = min(len(results["seqrl"]), len(results["d3rlpy"]))
-    status = "" if finished == len(seeds) else f" **Partial: {finished} of {len(seeds)} seed pairs finished.**"
+    status = (
+        ""
+        if finished == len(seeds)
+        else f" **Partial: {finished} of {len(seeds)} seed pairs finished.**"
+    )
     command = (
         f"OMP_WAIT_POLICY=PASSIVE python examples/dt_vs_d3rlpy.py --updates {args.updates} --episodes {args.episodes} "
-        f"--seeds {' '.join(map(str, seeds))} --threads {args.threads}"
+        f"--seeds {' '.join(map(str, seeds))} --threads {args.threads} --timestep-init {args.timestep_init}"
     )
     lines = [
         f"Command: `{command}`.{status}",
@@ -207,8 +247,9 @@ def table(results: dict[str, list[dict[str, Any]]], seeds: list[int], target: fl
         f"**Reduced budget**: {args.updates} updates per run with a {args.updates // 10}-update warm-up "
         f"(the paper: 100k updates, 10k warm-up), {args.episodes} evaluation episodes per seed (the paper: 100); "
         "everything else is the paper's gym configuration on both sides (seqrl preset `dt-paper-gym` with "
-        "`window` evaluation; d3rlpy 2.8.1 `DecisionTransformerConfig` as in its reproduction script, "
-        "evaluated with its `as_stateful_wrapper`).",
+        f"`window` evaluation and `--model.timestep_init {args.timestep_init}`; d3rlpy 2.8.1 "
+        "`DecisionTransformerConfig` as in its reproduction script, which initialises its timestep "
+        "embedding at N(0, 0.02), evaluated with its `as_stateful_wrapper`).",
         "",
         f"{data_line} Target return {target:g} (the dataset's best episode return, rounded) on both sides; "
         "scores are D4RL-normalized with the halfcheetah constants (random -280.18, expert 12135.0).",
@@ -222,7 +263,9 @@ def table(results: dict[str, list[dict[str, Any]]], seeds: list[int], target: fl
             continue
         means = np.array([np.mean(r["returns"]) for r in runs])
         norms = normalize(means)
-        per_seed = ", ".join(f"s{r['seed']}: {m:.0f} ({n:.1f})" for r, m, n in zip(runs, means, norms, strict=True))
+        per_seed = ", ".join(
+            f"s{r['seed']}: {m:.0f} ({n:.1f})" for r, m, n in zip(runs, means, norms, strict=True)
+        )
         secs = [r["seconds"] for r in runs]
         lines.append(
             f"| {lib} | {per_seed} | {means.mean():.0f} +- {means.std():.0f} | {norms.mean():.1f} +- {norms.std():.1f} "
@@ -250,17 +293,38 @@ def write_doc(markdown: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
-    parser.add_argument("--cache", default="~/.cache/seqrl/demo", help="where the demo dataset is kept")
-    parser.add_argument("--d3rlpy-python", default=D3RLPY_PYTHON, help="interpreter of the d3rlpy venv")
-    parser.add_argument("--only", choices=["both", "seqrl", "d3rlpy"], default="both", help="run one side only (sizing)")
-    parser.add_argument("--results", default="", help="JSON file the per-seed results are written to as they finish")
-    parser.add_argument("--no-write", action="store_true", help="print only; do not update docs/dt.md")
+    parser.add_argument(
+        "--timestep-init",
+        choices=["torch", "gpt2", "zeros"],
+        default="gpt2",
+        help="seqrl's timestep embedding init; gpt2 = N(0, 0.02), as d3rlpy initialises its own",
+    )
+    parser.add_argument(
+        "--cache", default="~/.cache/seqrl/demo", help="where the demo dataset is kept"
+    )
+    parser.add_argument(
+        "--d3rlpy-python", default=D3RLPY_PYTHON, help="interpreter of the d3rlpy venv"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["both", "seqrl", "d3rlpy"],
+        default="both",
+        help="run one side only (sizing)",
+    )
+    parser.add_argument(
+        "--results", default="", help="JSON file the per-seed results are written to as they finish"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not update docs/dt.md"
+    )
     # worker-only arguments
     parser.add_argument("--worker", choices=["d3rlpy"], help=argparse.SUPPRESS)
     parser.add_argument("--npz", help=argparse.SUPPRESS)
@@ -288,14 +352,31 @@ def main() -> None:
             for lib in ("seqrl", "d3rlpy"):
                 if args.only not in ("both", lib):
                     continue
-                out = run_seqrl(dataset, seed, target, args) if lib == "seqrl" else run_d3rlpy(npz, seed, target, args)
+                out = (
+                    run_seqrl(dataset, seed, target, args)
+                    if lib == "seqrl"
+                    else run_d3rlpy(npz, seed, target, args)
+                )
                 out["seed"] = seed
                 results[lib].append(out)
                 ret = float(np.mean(out["returns"]))
-                print(json.dumps({"lib": lib, "seed": seed, "return": round(ret, 1), "normalized": round(float(normalize(ret)), 2),
-                                  "seconds": round(out["seconds"], 1), "returns": [round(r, 1) for r in out["returns"]]}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "lib": lib,
+                            "seed": seed,
+                            "return": round(ret, 1),
+                            "normalized": round(float(normalize(ret)), 2),
+                            "seconds": round(out["seconds"], 1),
+                            "returns": [round(r, 1) for r in out["returns"]],
+                        }
+                    ),
+                    flush=True,
+                )
                 if args.results:
-                    Path(args.results).write_text(json.dumps({"target": target, "results": results}, indent=1))
+                    Path(args.results).write_text(
+                        json.dumps({"target": target, "results": results}, indent=1)
+                    )
             if args.only == "both":
                 markdown = table(results, args.seeds, target, data_line, args)
                 if not args.no_write:
