@@ -8,9 +8,8 @@ Presets (checked against ``docs/dt.md``):
 
 - ``dt-paper-gym``: the paper's gym configuration (kzl/decision-transformer ``gym/experiment.py``).
 - ``dt-paper-atari``: the paper's Atari configuration (``atari/run.sh``, ``atari/mingpt/``).
-- ``dt``: seqrl's default: the paper's gym model with SwiGLU, banded attention over a 3K-token
-  band (so evaluation runs exactly with the KV cache, ``cached``) and the timestep embedding
-  initialised at N(0, 0.02) instead of N(0, 1) (it learns faster at short budgets; docs/dt.md).
+- ``dt``: seqrl's default: the paper's gym model with SwiGLU and banded attention over a 3K-token
+  band, so evaluation runs exactly with the KV cache (``cached``).
 """
 
 from __future__ import annotations
@@ -183,7 +182,7 @@ def dt_default() -> DTTrainConfig:
     )
     return replace(
         cfg,
-        model=replace(cfg.model, backbone=backbone, timestep_init="gpt2"),
+        model=replace(cfg.model, backbone=backbone),
         eval=replace(cfg.eval, mode="cached"),
     )
 
