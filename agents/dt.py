@@ -55,6 +55,7 @@ def paper_gym_backbone() -> TransformerConfig:
         attention="dense",
         positions="none",
         dropout=0.1,
+        attn_dropout=0.1,
         norm="layernorm",
         bias=True,
     )

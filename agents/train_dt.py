@@ -143,6 +143,7 @@ def dt_paper_atari() -> DTTrainConfig:
         positions="learned",
         max_len=90,
         dropout=0.1,
+        attn_dropout=0.1,
     )
     return DTTrainConfig(
         frame_stack=4,
@@ -178,7 +179,11 @@ def dt_default() -> DTTrainConfig:
     """seqrl's default: SwiGLU, banded attention over 3K tokens, KV-cached evaluation."""
     cfg = dt_paper_gym()
     backbone = replace(
-        cfg.model.backbone, ff="swiglu", attention="banded", window=3 * cfg.model.context
+        cfg.model.backbone,
+        ff="swiglu",
+        attention="banded",
+        window=3 * cfg.model.context,
+        attn_dropout=0.0,  # the banded kernel has no attention-probability dropout
     )
     return replace(
         cfg,

@@ -129,11 +129,12 @@ class CausalSelfAttention(nn.Module):
                 q, k, v, cfg.segment_lengths, cfg.dilation_rates, plan=step.dilated_plan
             )
         window = cfg.window if cfg.attention == "banded" else None
+        drop = cfg.attn_dropout if self.training else 0.0  # dense attention only (config.check)
         plain = n == length and step.key_padding is None and _starts_at_first_key(step, length)
         if plain and (window is None or window >= n):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         if plain and window is not None and n > 2 * window:
             return banded_attention(q, k, v, window)
         if step.mask is None:
             step.mask = attention_mask(step, length, window, q.device)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=step.mask)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=step.mask, dropout_p=drop)

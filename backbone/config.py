@@ -73,6 +73,12 @@ class TransformerConfig:
     )
     max_len: int = field(default=1024, metadata={"help": "learned positions: table size"})
     dropout: float = field(default=0.1, metadata={"help": "dropout on embeddings and residuals"})
+    attn_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "dropout on attention probabilities in training (GPT-2's attn_pdrop; dense only)"
+        },
+    )
     norm: NormKind = field(default="layernorm", metadata={"help": "layernorm or rmsnorm"})
     bias: bool = field(default=True, metadata={"help": "biases in linear layers and norms"})
 
@@ -87,6 +93,8 @@ class TransformerConfig:
             raise ValueError("segment lengths and dilation rates must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.attn_dropout < 1.0:
+            raise ValueError(f"attn_dropout must be in [0, 1), got {self.attn_dropout}")
 
     def check(self) -> None:
         """Raise ConfigError when fields contradict each other (called when a model is built)."""
@@ -97,6 +105,10 @@ class TransformerConfig:
         if self.positions == "rotary" and self.head_dim % 2:
             raise ConfigError(
                 f"backbone: rotary positions need an even head dimension, got {self.head_dim}"
+            )
+        if self.attn_dropout > 0 and self.attention != "dense":
+            raise ConfigError(
+                f"backbone: attn_dropout needs dense attention ({self.attention} kernels have none)"
             )
         if self.attention != "dilated":
             return

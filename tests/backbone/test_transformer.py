@@ -206,3 +206,17 @@ def test_property_cached_equals_full(attention, positions, t, block, batch):
     x = _x(batch, t, seed=t)
     with torch.no_grad():
         torch.testing.assert_close(_decode(model, x, block)[0], model(x), atol=1e-12, rtol=0)
+
+
+def test_attention_dropout_only_in_training_and_only_dense() -> None:
+    from seqrl.errors import ConfigError
+
+    cfg = TransformerConfig(width=16, depth=1, heads=2, dropout=0.0, attn_dropout=0.5)
+    model = Transformer(cfg)
+    x = torch.randn(2, 8, 16)
+    model.train()
+    assert not torch.allclose(model(x), model(x))  # probabilities are dropped at random
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    with pytest.raises(ConfigError, match="attn_dropout needs dense attention"):
+        Transformer(TransformerConfig(width=16, depth=1, heads=2, attention="banded", window=4, attn_dropout=0.1))
