@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help="seqrl batches per round")
     parser.add_argument("--d3rlpy-batches", type=int, default=50, help="d3rlpy batches per round")
     parser.add_argument("--atari-frames", type=int, default=100_000)
-    parser.add_argument("--d3rlpy", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python"))
+    parser.add_argument(
+        "--d3rlpy", default=os.environ.get("D3RLPY_PYTHON", ".venv-d3rlpy/bin/python")
+    )
     parser.add_argument(
         "--no-write", action="store_true", help="print, do not update docs/benchmarks.md"
     )

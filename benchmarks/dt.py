@@ -52,7 +52,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-D3RLPY_PYTHON = os.environ.get("D3RLPY_PYTHON", str(Path(__file__).resolve().parent.parent / ".venv-d3rlpy" / "bin" / "python"))
+D3RLPY_PYTHON = os.environ.get(
+    "D3RLPY_PYTHON", str(Path(__file__).resolve().parent.parent / ".venv-d3rlpy" / "bin" / "python")
+)
 TARGET_RETURN = 3600.0  # the paper's hopper target
 BATCH, CONTEXT = 64, 20
 
@@ -193,29 +195,14 @@ def d3rlpy_worker(
     torch.set_num_threads(threads)
     d3rlpy.seed(0)
     arrays = np.load(data)
-    # as d3rlpy's reproductions/offline/decision_transformer.py configures the paper's gym model
-    algo = d3rlpy.algos.DecisionTransformerConfig(
-        batch_size=64,
-        learning_rate=1e-4,
-        optim_factory=d3rlpy.optimizers.AdamWFactory(
-            weight_decay=1e-4,
-            clip_grad_norm=0.25,
-            lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(warmup_steps=10000),
-        ),
-        encoder_factory=d3rlpy.models.VectorEncoderFactory([128], exclude_last_activation=True),
+    from d3rlpy_peer import paper_gym_dt  # benchmarks/, put on sys.path by worker_script
+
+    algo = paper_gym_dt(
+        d3rlpy,
+        warmup_steps=10000,
         observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(
             mean=arrays["obs_mean"], std=arrays["obs_std"]
         ),
-        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(0.001),
-        position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE,
-        context_size=20,
-        num_heads=1,
-        num_layers=3,
-        max_timestep=1000,
-        activation_type="relu",
-        attn_dropout=0.1,
-        resid_dropout=0.1,
-        embed_dropout=0.1,
     ).create(device="cpu:0")
     algo.create_impl((11,), 3)
     transformer = algo.impl.modules.transformer
@@ -278,6 +265,7 @@ def worker_script(fn: Callable[..., dict[str, Any]]) -> str:
     header = (
         "from __future__ import annotations\n"
         "import json, sys, time\n"
+        f"sys.path.insert(0, {str(HERE)!r})\n"
         "from typing import Any\n"
         "import numpy as np\n"
         f"TARGET_RETURN = {TARGET_RETURN!r}\n\n\n"

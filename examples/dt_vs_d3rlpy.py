@@ -22,6 +22,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -135,30 +136,14 @@ def d3rlpy_worker(args: argparse.Namespace) -> None:
         terminals=data["terminals"],
         timeouts=data["timeouts"],
     )
-    # d3rlpy's own reproduction script (reproductions/offline/decision_transformer.py), with the
-    # warm-up scaled to the update budget as on the seqrl side.
-    algo = d3rlpy.algos.DecisionTransformerConfig(
-        batch_size=64,
-        learning_rate=1e-4,
-        optim_factory=d3rlpy.optimizers.AdamWFactory(
-            weight_decay=1e-4,
-            clip_grad_norm=0.25,
-            lr_scheduler_factory=d3rlpy.optimizers.WarmupSchedulerFactory(
-                warmup_steps=max(args.updates // 10, 1)
-            ),
-        ),
-        encoder_factory=d3rlpy.models.VectorEncoderFactory([128], exclude_last_activation=True),
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from d3rlpy_peer import paper_gym_dt
+
+    # d3rlpy's own reproduction script, with the warm-up scaled to the budget as on the seqrl side
+    algo = paper_gym_dt(
+        d3rlpy,
+        warmup_steps=args.updates // 10,
         observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
-        reward_scaler=d3rlpy.preprocessing.MultiplyRewardScaler(0.001),
-        position_encoding_type=d3rlpy.PositionEncodingType.SIMPLE,
-        context_size=20,
-        num_heads=1,
-        num_layers=3,
-        activation_type="relu",
-        attn_dropout=0.1,
-        resid_dropout=0.1,
-        embed_dropout=0.1,
-        max_timestep=1000,
     ).create(device="cpu:0")
     start = time.perf_counter()
     algo.fit(
