@@ -472,14 +472,14 @@ def model_from_checkpoint(
     return model.to(device).eval()
 
 
-def agent_from_checkpoint(checkpoint: Checkpoint, env: Any, device: str = "cpu") -> DTAgent:
+def agent_from_checkpoint(
+    checkpoint: Checkpoint, env: Any, device: str = "cpu", arg: str | None = None
+) -> DTAgent:
     """The policy loader for ``dt`` checkpoints: the first evaluation target, the configured mode.
 
-    A policy spec ``PATH@TARGET`` (e.g. ``run/checkpoints/last.pt@3600``) picks another target
-    (the policy loader passes it as ``checkpoint.extra["policy_arg"]``).
+    ``arg`` is the target of a policy spec ``PATH@TARGET`` (e.g. ``run/checkpoints/last.pt@3600``).
     """
     model = model_from_checkpoint(checkpoint, device)
-    arg = checkpoint.extra.get("policy_arg")
     if arg is not None:
         try:
             target = float(arg)

@@ -17,7 +17,7 @@ import torch
 from gymnasium import spaces
 from seqrl.checkpoint import Checkpoint, load_state, save_checkpoint
 from seqrl.config import from_dict
-from seqrl.errors import CheckpointError
+from seqrl.errors import CheckpointError, UsageError
 
 ALGO = "mlp-policy"
 
@@ -83,8 +83,12 @@ def save_mlp_policy(
     )
 
 
-def agent_from_checkpoint(checkpoint: Checkpoint, env: Any, device: str = "cpu") -> MLPPolicyAgent:
+def agent_from_checkpoint(
+    checkpoint: Checkpoint, env: Any, device: str = "cpu", arg: str | None = None
+) -> MLPPolicyAgent:
     """The :data:`~seqrl.agents.policies.POLICY_LOADERS` entry for ``mlp-policy`` checkpoints."""
+    if arg is not None:
+        raise UsageError(f"policy '{checkpoint.path}@{arg}': an MLP policy takes no @ARG")
     cfg = from_dict(MLPPolicyConfig, checkpoint.config, where=str(checkpoint.path))
     if not isinstance(env.action_space, spaces.Box):
         raise CheckpointError(f"{checkpoint.path}: an MLP policy needs a Box action space")

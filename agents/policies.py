@@ -9,8 +9,8 @@ A spec (shared by ``seqrl eval``, ``seqrl rollout`` and ``seqrl collect``) is on
   :data:`POLICY_LOADERS`.
 
 An algorithm makes its checkpoints loadable by adding ``"algo": "module:function"`` to
-:data:`POLICY_LOADERS`, where ``function(checkpoint, env, device) -> Agent`` (see
-:class:`AgentFactory`). If the checkpoint's ``extra`` holds ``observation_space`` /
+:data:`POLICY_LOADERS`, where ``function(checkpoint, env, device, arg) -> Agent`` (see
+:class:`AgentFactory`); ``arg`` is the text after ``@`` in a ``PATH@ARG`` spec, or None. If the checkpoint's ``extra`` holds ``observation_space`` /
 ``action_space`` (written with :func:`space_to_dict`), they are checked against the env first.
 """
 
@@ -57,7 +57,9 @@ class EnvSpaces:
 class AgentFactory(Protocol):
     """Builds an agent from a checkpoint of its algorithm (the targets of :data:`POLICY_LOADERS`)."""
 
-    def __call__(self, checkpoint: Checkpoint, env: EnvSpaces, device: str) -> Agent: ...
+    def __call__(
+        self, checkpoint: Checkpoint, env: EnvSpaces, device: str, arg: str | None
+    ) -> Agent: ...
 
 
 def space_to_dict(space: gym.Space) -> dict[str, Any]:
@@ -171,12 +173,10 @@ def load_policy(
             f"policy '{spec}': not 'random', 'sb3:PATH' or an existing seqrl checkpoint"
         )
     checkpoint = load_checkpoint(Path(path), map_location=device)
-    if arg is not None:
-        checkpoint.extra["policy_arg"] = arg
     obs_space, act_space = (
         checkpoint.extra.get("observation_space"),
         checkpoint.extra.get("action_space"),
     )
     if obs_space is not None and act_space is not None:
         check_spaces(obs_space, act_space, env, f"checkpoint {checkpoint.path} ({checkpoint.algo})")
-    return _factory(checkpoint.algo, checkpoint.path)(checkpoint, env, device)
+    return _factory(checkpoint.algo, checkpoint.path)(checkpoint, env, device, arg)

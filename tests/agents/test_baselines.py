@@ -92,7 +92,9 @@ def test_check_spaces_rules() -> None:
     assert space_to_dict(spaces.Discrete(3)) == {"type": "Discrete", "n": 3}
 
 
-def fake_factory(checkpoint: Checkpoint, env: EnvSpaces, device: str) -> RandomAgent:
+def fake_factory(
+    checkpoint: Checkpoint, env: EnvSpaces, device: str, arg: str | None = None
+) -> RandomAgent:
     """A registry target: proves dispatch on ``checkpoint.algo``."""
     agent = RandomAgent(env.action_space, seed=int(checkpoint.step))
     agent.loaded_from = checkpoint.algo  # type: ignore[attr-defined]
