@@ -113,6 +113,16 @@ class ReplayBuffer:
             self._begin[i] = self._fill[i]
         self._version += 1
 
+    def close_episodes(self) -> None:
+        """End every running episode as truncated (e.g. before a resumed run resets its envs)."""
+        for i in np.flatnonzero(self._fill > self._begin):
+            self._starts.append(int(i * self.lane + self._begin[i]))
+            self._ends.append(int(i * self.lane + self._fill[i]))
+            self._terminated.append(False)
+            self._finals.append(None)
+            self._begin[i] = self._fill[i]
+        self._version += 1
+
     # -- reading ------------------------------------------------------------------------------
 
     @property

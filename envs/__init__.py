@@ -11,10 +11,11 @@
 
 from seqrl.envs.aggregate import AggregateScores, Interval, aggregate_scores, score_matrix
 from seqrl.envs.atari import FireOnReset, LifeLossTerminal, game_name, is_atari, make_atari_env
-from seqrl.envs.config import ATARI_PRESETS, AtariConfig, EnvConfig, atari_preset
+from seqrl.envs.config import ATARI_PRESETS, AtariConfig, EnvConfig, MinAtarConfig, atari_preset
 from seqrl.envs.evaluate import EvalResult, evaluate, mean_ci
 from seqrl.envs.factory import check_env_id, make_env, make_vec_env
-from seqrl.envs.rollout import Episode, rollout, run_episodes
+from seqrl.envs.minatar import MinAtarImage, is_minatar, make_minatar_env
+from seqrl.envs.rollout import Collector, Episode, rollout, run_episodes
 from seqrl.envs.scores import (
     ATARI_100K_GAMES,
     ATARI_RANDOM_HUMAN,
@@ -35,12 +36,15 @@ __all__ = [
     "D4RL_REF_SCORES",
     "AggregateScores",
     "AtariConfig",
+    "Collector",
     "EnvConfig",
     "Episode",
     "EvalResult",
     "FireOnReset",
     "Interval",
     "LifeLossTerminal",
+    "MinAtarConfig",
+    "MinAtarImage",
     "RefScores",
     "aggregate_scores",
     "atari_preset",
@@ -52,8 +56,10 @@ __all__ = [
     "game_name",
     "human_normalized_score",
     "is_atari",
+    "is_minatar",
     "make_atari_env",
     "make_env",
+    "make_minatar_env",
     "make_vec_env",
     "mean_ci",
     "minari_ref_scores",

@@ -15,6 +15,9 @@ preset    size    color  stack  no-ops (train /  frame cap (train /  other
 Every preset uses ALE with ``frameskip=1`` and ``repeat_action_probability=0`` underneath, a frame
 skip of 4 with max-pooling over the last two frames, and (in training only) a lost life signalled
 as terminal without resetting the game.
+
+MinAtar ids (``MinAtar/Breakout-v1`` ...) take their settings from :class:`MinAtarConfig`
+(:mod:`seqrl.envs.minatar`).
 """
 
 from __future__ import annotations
@@ -122,12 +125,45 @@ ATARI_PRESETS: dict[str, Callable[[], AtariConfig]] = {
 
 
 @dataclass
+class MinAtarConfig:
+    """How MinAtar ids are built (ignored for other envs); see :mod:`seqrl.envs.minatar`."""
+
+    render: Literal["gray", "rgb", "state"] = field(
+        default="gray",
+        metadata={
+            "help": "gray: (size, size) uint8; rgb: (size, size, 3) uint8; "
+            "state: MinAtar's (10, 10, C) bool state"
+        },
+    )
+    size: int = field(
+        default=64, metadata={"help": "square image size in pixels (nearest-neighbour, >= 10)"}
+    )
+    sticky_action_prob: float = field(
+        default=0.1, metadata={"help": "chance the previous action repeats (MinAtar's default)"}
+    )
+    difficulty_ramping: bool = field(
+        default=True, metadata={"help": "games speed up over time (MinAtar's default)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.size < 10:
+            raise ConfigError(f"minatar.size must be >= 10 (the 10x10 grid), got {self.size}")
+        if not 0.0 <= self.sticky_action_prob <= 1.0:
+            raise ConfigError(
+                f"minatar.sticky_action_prob must be in [0, 1], got {self.sticky_action_prob}"
+            )
+
+
+@dataclass
 class EnvConfig:
     """Which environment to build and how (see :func:`seqrl.envs.make_vec_env`)."""
 
     id: str = field(
         default="CartPole-v1",
-        metadata={"help": "gymnasium id, e.g. Hopper-v5, ALE/Pong-v5 or PongNoFrameskip-v4"},
+        metadata={
+            "help": "gymnasium id, e.g. Hopper-v5, ALE/Pong-v5, PongNoFrameskip-v4 "
+            "or MinAtar/Breakout-v1"
+        },
     )
     num_envs: int = field(default=1, metadata={"help": "environments stepped together"})
     seed: int = field(
@@ -144,6 +180,7 @@ class EnvConfig:
         metadata={"help": "envpool: C++ vector env, same Atari observations (pip install envpool)"},
     )
     atari: AtariConfig = field(default_factory=AtariConfig)
+    minatar: MinAtarConfig = field(default_factory=MinAtarConfig)
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:

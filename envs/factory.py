@@ -18,6 +18,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 from seqrl.envs.atari import is_atari, make_atari_env, register_ale
 from seqrl.envs.config import EnvConfig
 from seqrl.envs.envpool_backend import make_envpool_vec_env
+from seqrl.envs.minatar import is_minatar, make_minatar_env, register_minatar
 from seqrl.errors import SeqrlError, UsageError
 
 EnvWrapper = Callable[[gym.Env, int], gym.Env]
@@ -25,9 +26,14 @@ EnvWrapper = Callable[[gym.Env, int], gym.Env]
 
 
 def check_env_id(env_id: str) -> None:
-    """UsageError (one line) when ``env_id`` is not a registered gymnasium id."""
+    """UsageError (one line) when ``env_id`` is not a registered gymnasium id.
+
+    ALE and MinAtar ids are registered first (SeqrlError when minatar is not installed).
+    """
     if "NoFrameskip" in env_id or env_id.startswith("ALE/"):
         register_ale()
+    if is_minatar(env_id):
+        register_minatar(env_id)
     try:
         gym.spec(env_id)
     except gym.error.Error as exc:
@@ -37,10 +43,11 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None) -> gym.Env:
-    """One environment: the Atari protocol for ALE ids, ``gym.make`` for everything else.
+    """One environment: the Atari protocol for ALE ids, images of the state for MinAtar ids
+    (:mod:`seqrl.envs.minatar`), ``gym.make`` for everything else.
 
     Args:
-        cfg: which env; ``cfg.atari`` applies to ALE ids only.
+        cfg: which env; ``cfg.atari`` applies to ALE ids only, ``cfg.minatar`` to MinAtar ids.
         train: training settings (Atari: life loss terminal, training no-ops and frame cap).
         render_mode: passed to ``gym.make`` (``"rgb_array"`` to record videos).
 
@@ -50,6 +57,13 @@ def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None
     try:
         if is_atari(cfg.id):
             return make_atari_env(cfg.id, cfg.atari, train=train, render_mode=render_mode)
+        if is_minatar(cfg.id):
+            return make_minatar_env(
+                cfg.id,
+                cfg.minatar,
+                max_episode_steps=cfg.max_episode_steps,
+                render_mode=render_mode,
+            )
         kwargs = (
             {} if cfg.max_episode_steps is None else {"max_episode_steps": cfg.max_episode_steps}
         )

@@ -22,6 +22,7 @@ observation).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,3 +289,88 @@ def rollout(
         agent, vec_env, episodes=episodes, steps=steps, seed=seed, record=True, progress=progress
     )
     return [episode.trajectory for episode in played if episode.trajectory is not None]
+
+
+StepCallback = Callable[..., None]
+
+
+class Collector:
+    """The rollout loop for online agents: the vector env keeps running between calls.
+
+    :func:`run_episodes` starts from a reset and plays to a stopping rule; an online agent instead
+    alternates a few environment steps with training, so its episodes run across calls. Each
+    transition goes to ``on_step(observations, actions, rewards, terminated, truncated,
+    final_observations, active)``, the signature of :meth:`seqrl.data.ReplayBuffer.add`:
+    ``final_observations`` are the observations after each env's last step (read where an
+    episode ended) and ``active`` is False for the reset-only step a ``NEXT_STEP`` vector env takes
+    after an episode ends.
+
+    Args:
+        vec_env: a gymnasium vector env (``SAME_STEP`` or ``NEXT_STEP`` autoreset); closed by
+            :meth:`close`.
+        seed: seed of the first reset (env ``i`` gets ``seed + i``).
+    """
+
+    def __init__(self, vec_env: VectorEnv, seed: int | None = None) -> None:
+        self.vec_env = vec_env
+        self.seed = seed
+        self.num_envs = vec_env.num_envs
+        self.steps = 0  # transitions collected (active env steps)
+        self._same_step = _same_step(vec_env)
+        self._obs: np.ndarray | None = None
+        self._agent: Agent | None = None
+        self._resetting = np.zeros(self.num_envs, dtype=bool)
+        self._return = np.zeros(self.num_envs, dtype=np.float64)
+        self._length = np.zeros(self.num_envs, dtype=np.int64)
+
+    def collect(self, agent: Agent, steps: int, on_step: StepCallback) -> list[tuple[float, int]]:
+        """Step every env until at least ``steps`` transitions were collected.
+
+        A different ``agent`` than the previous call's is reset first (its episodes start
+        fresh in its eyes; the envs keep running). Returns ``(return, length)`` of each episode
+        that ended during the call.
+        """
+        if steps < 1:
+            raise UsageError(f"collect: steps must be >= 1, got {steps}")
+        if self._obs is None:
+            self._obs, _ = self.vec_env.reset(seed=self.seed)
+            if isinstance(self._obs, dict):
+                raise UsageError(
+                    "collect: dict observations are not supported; use FlattenObservation"
+                )
+        if agent is not self._agent:
+            agent.reset(self.num_envs)
+            self._agent = agent
+        ended: list[tuple[float, int]] = []
+        target = self.steps + steps
+        while self.steps < target:
+            obs = self._obs
+            actions = np.asarray(agent.act(obs))
+            next_obs, rewards, terminated, truncated, infos = self.vec_env.step(actions)
+            terminated = np.asarray(terminated, dtype=bool)
+            truncated = np.asarray(truncated, dtype=bool)
+            dones = terminated | truncated
+            active = ~self._resetting
+            final = next_obs  # NEXT_STEP: an ended env's step returns its final observation
+            if self._same_step and dones.any():
+                final = np.stack(
+                    [infos["final_obs"][i] if d else next_obs[i] for i, d in enumerate(dones)]
+                )
+            on_step(obs, actions, rewards, terminated, truncated, final, active)
+            self.steps += int(active.sum())
+            self._return += np.where(active, rewards, 0.0)
+            self._length += active
+            for i in np.flatnonzero(dones & active):
+                ended.append((float(self._return[i]), int(self._length[i])))
+                self._return[i], self._length[i] = 0.0, 0
+            if self._same_step:
+                agent.observe(np.asarray(rewards), dones)
+            else:
+                agent.observe(np.asarray(rewards), dones | self._resetting)
+                self._resetting = dones & active
+            self._obs = next_obs
+        return ended
+
+    def close(self) -> None:
+        """Close the vector env."""
+        self.vec_env.close()

@@ -109,7 +109,9 @@ def atari_ref_scores(env_id_or_game: str) -> RefScores | None:
 
 
 def ref_scores_for(env_id: str) -> RefScores | None:
-    """The standard normalization of ``env_id``: Atari HNS, else D4RL, else None."""
+    """The standard normalization of ``env_id``: Atari HNS, else D4RL, else None (MinAtar)."""
+    if env_id.startswith("MinAtar/"):  # MinAtar/Breakout is not Atari Breakout
+        return None
     return atari_ref_scores(env_id) or d4rl_ref_scores(env_id)
 
 

@@ -126,3 +126,16 @@ def test_full_buffer_and_bad_folder(tmp_path: Path) -> None:
         ReplayBuffer.load(tmp_path)
     with pytest.raises(DataError, match="no finished episodes"):
         ReplayBuffer(capacity=6, num_envs=3, observation_space=OBS, action_space=ACT).to_dataset()
+
+
+def test_close_episodes_ends_running_ones_truncated() -> None:
+    buffer = ReplayBuffer(capacity=60, num_envs=3, observation_space=OBS, action_space=ACT)
+    fill(buffer, 4)  # env0: 1 finished + 1 step running, env1: 4 running, env2: 1 finished
+    before = buffer.num_episodes
+    buffer.close_episodes()
+    assert buffer.num_episodes == before + 2  # env2's new episode has no step yet
+    index = buffer.episode_index()
+    assert len(index.starts) == buffer.num_episodes  # nothing is running any more
+    assert not index.terminated[before:].any()
+    fill(buffer, 1)  # the next step of each env starts a new episode
+    assert buffer.episode_index().lengths[buffer.num_episodes :].tolist() == [1, 1, 1]
