@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -27,7 +26,7 @@ from seqrl.agents.dt import ALGO, DecisionTransformer, DTAgent, DTConfig, Infere
 from seqrl.agents.policies import space_to_dict
 from seqrl.backbone import TransformerConfig
 from seqrl.checkpoint import load_checkpoint
-from seqrl.config import add_config_arguments, config_from_args, from_dict
+from seqrl.config import add_config_arguments
 from seqrl.errors import UsageError
 from seqrl.run import Logger, RunDir
 from seqrl.trainer import LoopConfig, TrainState, fit
@@ -420,29 +419,30 @@ def dataset_spaces(dataset: Any, env_id: str) -> tuple[Any, Any]:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    if args.resume:
-        if not args.run_dir:
-            raise UsageError("--resume needs --run-dir: the run to continue")
-        run = RunDir.create(name="", path=args.run_dir, root=args.runs, resume=True)
-        ckpt = load_checkpoint(run.last_checkpoint, algo=ALGO)
-        cfg = from_dict(DTTrainConfig, ckpt.config, where=str(run.config_path))
-        if getattr(args, "config:loop.steps", None) is not None:
-            cfg = replace(
-                cfg, loop=replace(cfg.loop, steps=int(getattr(args, "config:loop.steps")))
-            )
-    else:
-        cfg = config_from_args(DTTrainConfig, args, PRESETS, "dt")
-        if not cfg.dataset:
-            raise UsageError(
-                "--dataset: a Minari id, D4RL HDF5 file or seqrl dataset folder is required"
-            )
-        name = args.name or time.strftime(f"dt-{_slug(cfg.dataset)}-%Y%m%d-%H%M%S")
-        run = RunDir.create(name=name, root=args.runs, path=args.run_dir, config=cfg)
+    from seqrl.cli import train_run
+
+    cfg, run = train_run(
+        args,
+        algo=ALGO,
+        config_class=DTTrainConfig,
+        presets=PRESETS,
+        default_preset="dt",
+        run_name=lambda c: f"dt-{_slug(c.dataset)}-%Y%m%d-%H%M%S",
+        budget_key="loop.steps",
+        check=_check_dataset,
+    )
     print(f"run directory: {run.path}")
     _, results = train_dt(cfg, run, resume=args.resume, quiet=args.quiet)
     print(format_results(results))
     print(f"logs: tensorboard --logdir {run.path}")
     return 0
+
+
+def _check_dataset(cfg: DTTrainConfig) -> None:
+    if not cfg.dataset:
+        raise UsageError(
+            "--dataset: a Minari id, D4RL HDF5 file or seqrl dataset folder is required"
+        )
 
 
 def format_results(results: Sequence[TargetResult]) -> str:
@@ -466,15 +466,6 @@ def register(registry: Any) -> None:
     parser = registry.train_algo(
         "dt", help="train a Decision Transformer offline", description=__doc__
     )
-    parser.add_argument("--runs", default="runs", help="parent folder of run directories")
-    parser.add_argument("--name", default=None, help="run name (default: dt-<dataset>-<time>)")
-    parser.add_argument("--run-dir", default=None, help="explicit run directory")
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --run-dir from its last checkpoint",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(parser, DTTrainConfig, PRESETS, "dt")
     parser.set_defaults(handler=_handle)
 

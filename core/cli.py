@@ -19,10 +19,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from seqrl import __version__
-from seqrl.errors import SeqrlError
+from seqrl.checkpoint import load_checkpoint
+from seqrl.config import apply_overrides, config_from_args, from_dict
+from seqrl.errors import SeqrlError, UsageError
+from seqrl.run import RunDir
+
+C = TypeVar("C")
 
 # Modules that contribute subcommands, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -53,10 +60,57 @@ class Registry:
     def train_algo(
         self, name: str, help: str, description: str | None = None
     ) -> argparse.ArgumentParser:
-        """Add ``seqrl train NAME``; set its handler with ``parser.set_defaults(handler=fn)``."""
-        return self._train.add_parser(
+        """Add ``seqrl train NAME`` with the run options every training command shares
+        (``--runs``, ``--name``, ``--run-dir``, ``--resume``, ``--quiet``; read them with
+        :func:`train_run`); set its handler with ``parser.set_defaults(handler=fn)``."""
+        parser = self._train.add_parser(
             name, help=help, description=description or help, formatter_class=HelpFormatter
         )
+        parser.add_argument("--runs", default="runs", help="parent folder of run directories")
+        parser.add_argument("--name", default=None, help="run name (default: from the config)")
+        parser.add_argument("--run-dir", default=None, help="explicit run directory")
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --run-dir from its last checkpoint",
+        )
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+        return parser
+
+
+def train_run(
+    args: argparse.Namespace,
+    *,
+    algo: str,
+    config_class: type[C],
+    presets: Mapping[str, Callable[[], C]],
+    default_preset: str,
+    run_name: Callable[[C], str],
+    budget_key: str,
+    check: Callable[[C], None] | None = None,
+) -> tuple[C, RunDir]:
+    """The config and run directory of a ``seqrl train ALGO`` call.
+
+    A new run takes the preset and ``--a.b`` flags and is named ``--name`` or
+    ``time.strftime(run_name(cfg))``. ``--resume`` reads the config from the checkpoint in
+    ``--run-dir``; only the training budget (``--<budget_key>``) may be raised then. ``check``
+    validates a new run's config before its directory is created.
+    """
+    if args.resume:
+        if not args.run_dir:
+            raise UsageError("--resume needs --run-dir: the run to continue")
+        run = RunDir.create(name="", path=args.run_dir, root=args.runs, resume=True)
+        ckpt = load_checkpoint(run.last_checkpoint, algo=algo)
+        cfg = from_dict(config_class, ckpt.config, where=str(run.config_path))
+        budget = getattr(args, f"config:{budget_key}", None)
+        if budget is not None:
+            cfg = apply_overrides(cfg, {budget_key: budget})
+        return cfg, run
+    cfg = config_from_args(config_class, args, presets, default_preset)
+    if check is not None:
+        check(cfg)
+    name = args.name or time.strftime(run_name(cfg))
+    return cfg, RunDir.create(name=name, root=args.runs, path=args.run_dir, config=cfg)
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
