@@ -49,7 +49,7 @@ class TransformerConfig:
         default="swiglu",
         metadata={"help": "feed-forward variant (Shazeer 2020); GLU variants use 2/3 hidden size"},
     )
-    activation: Literal["relu", "gelu"] = field(
+    activation: Literal["relu", "gelu", "silu"] = field(
         default="gelu", metadata={"help": "activation of the plain mlp feed-forward"}
     )
     ff_mult: float = field(

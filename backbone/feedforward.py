@@ -21,6 +21,7 @@ _GATES = {
     "geglu": F.gelu,
     "swiglu": F.silu,
 }
+_PLAIN = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}  # activations of the plain mlp
 
 
 def hidden_size(kind: FeedForwardKind, width: int, mult: float, multiple_of: int = 8) -> int:
@@ -52,10 +53,10 @@ class FeedForward(nn.Module):
         self.out = nn.Linear(self.hidden, width, bias=bias)
         if gated:
             self.act = _GATES[kind]
-        elif activation in ("relu", "gelu"):
-            self.act = F.relu if activation == "relu" else F.gelu
+        elif activation in _PLAIN:
+            self.act = _PLAIN[activation]
         else:
-            raise ValueError(f"FeedForward: unknown activation {activation!r} (relu or gelu)")
+            raise ValueError(f"FeedForward: unknown activation {activation!r} (relu, gelu or silu)")
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.inp(x)

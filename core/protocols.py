@@ -47,6 +47,19 @@ class ImaginedStep:
     continues: torch.Tensor
 
 
+@dataclass
+class TrainingSpec:
+    """How the world-model loop trains one component: its batches and its Adam optimizer."""
+
+    batch_size: int  # sequences per update
+    seq_len: int  # trained steps per sequence
+    burn_in: int  # real context steps before them (memory)
+    lr: float
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
+
+
 @runtime_checkable
 class WorldModel(Protocol):
     """A learned environment model; the actor-critic trains on any of them."""
@@ -56,7 +69,9 @@ class WorldModel(Protocol):
         ...
 
     def imagine_start(self, context: TrajectoryBatch) -> tuple[Any, torch.Tensor]:
-        """Burn in on real context; returns (state, features of the last real step)."""
+        """Burn in on real context ``(B, T)``; returns (state, features ``(B, T, *F)`` of every
+        context step). Uses the observations of all ``T`` steps but the actions and rewards of
+        the first ``T - 1`` only: the state waits for the action of the last step."""
         ...
 
     def imagine_step(self, state: Any, actions: torch.Tensor) -> tuple[Any, ImaginedStep]:

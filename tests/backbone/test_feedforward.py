@@ -38,5 +38,7 @@ def test_mlp_activation_choice():
     relu = FeedForward(8, "mlp", activation="relu")
     x = torch.randn(4, 8)
     torch.testing.assert_close(relu(x), relu.out(torch.relu(relu.inp(x))))
+    silu = FeedForward(8, "mlp", activation="silu")
+    torch.testing.assert_close(silu(x), silu.out(torch.nn.functional.silu(silu.inp(x))))
     with pytest.raises(ValueError):
         FeedForward(8, "mlp", activation="tanh")

@@ -1,0 +1,167 @@
+"""The world-model agent loop: schedules, the CLI, kill and resume, saved data, learning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from seqrl.checkpoint import load_checkpoint
+from seqrl.cli import main
+from seqrl.data import load_dataset
+from seqrl.world_models import loop as loop_module
+from seqrl.world_models.loop import ComponentSchedule
+
+TINY = [
+    "--world_model.dynamics.backbone.width=32",
+    "--world_model.dynamics.backbone.heads=2",
+    "--world_model.dynamics.backbone.depth=1",
+    "--world_model.batch_size=8",
+    "--actor_critic.batch_size=16",
+    "--actor_critic.hidden_dims=32,32",
+    "--eval.episodes=2",
+    "--eval.final_episodes=2",
+    "--loop.log_every=50",
+]
+
+
+def test_schedule_counts_updates() -> None:
+    s = ComponentSchedule(start=100, ratio=0.5, pretrain=7)
+    assert [s.due(n) for n in (0, 99, 100, 101, 102, 110)] == [0, 0, 7, 7, 8, 12]
+    assert ComponentSchedule(start=0, ratio=1 / 0.76).due(76) == 100
+    assert ComponentSchedule(start=5, ratio=0.0, pretrain=0).due(1000) == 0
+
+
+def run_cli(run_dir: Path, *extra: str) -> int:
+    return main(["train", "twm", "--run-dir", str(run_dir), "--quiet", *extra])
+
+
+def test_cartpole_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    code = run_cli(
+        run,
+        "--preset",
+        "twm-cartpole",
+        "--collect.steps=300",
+        "--collect.prefill=100",
+        "--world_model_train.start=100",
+        "--world_model_train.pretrain=5",
+        "--actor_critic_train.start=150",
+        "--eval.every=200",
+        *TINY,
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "final return" in out and str(run) in out
+    result = json.loads((run / "result.json").read_text())
+    # world model: 5 pretraining updates at step 100, then 0.5 per step; actor-critic from 150
+    assert result["env_steps"] == 300
+    assert result["updates"] == {"world_model": 5 + 100, "actor_critic": 75}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["step"] for r in rows if "eval/return" in r]
+    assert evals == [200, 300]
+    assert any("train/actor_critic/actor_loss" in r for r in rows)
+    assert any("train/world_model/z_ce" in r for r in rows)
+    # the run's experience is a dataset the data layer reads
+    dataset = load_dataset(str(run / "dataset"))
+    assert dataset.metadata.env_id == "CartPole-v1"
+    assert dataset.num_steps <= 300 and len(dataset) >= 5
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt", algo="twm")
+    assert ckpt.step == 300 and (run / ckpt.extra["replay"]).is_dir()
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs."""
+
+
+def test_kill_and_resume_continues_from_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"
+    args = [
+        "--preset",
+        "twm-cartpole",
+        "--collect.steps=300",
+        "--collect.prefill=60",
+        "--world_model_train.start=60",
+        "--world_model_train.pretrain=0",
+        "--actor_critic_train.start=60",
+        "--eval.every=0",
+        "--loop.checkpoint_every=100",
+        *TINY,
+    ]
+    saves = []
+    real_save = loop_module.save_checkpoint
+
+    def save_then_die(path, **kwargs):  # the process dies right after its second checkpoint
+        real_save(path, **kwargs)
+        saves.append(kwargs["step"])
+        if len(saves) == 2:
+            raise Killed
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_cli(run, *args)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    killed_at = saves[-1]
+    assert 200 <= killed_at < 300
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    # killed between writing the checkpoint and removing the older replay: the checkpoint names
+    # the replay written with it
+    assert ckpt.extra["replay"] == f"replay-{killed_at}"
+    replay_steps = json.loads((run / f"replay-{killed_at}" / "seqrl_replay.json").read_text())
+    assert sum(replay_steps["fill"]) == killed_at
+    before = {k: v.clone() for k, v in ckpt.state["world_model"].items()}
+
+    assert run_cli(run, "--resume") == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["env_steps"] == 300 and result["resumed"]
+    assert [p.name for p in run.glob("replay-*")] == ["replay-300"]
+    schedule = ComponentSchedule(start=60, ratio=0.5)
+    assert result["updates"]["world_model"] == schedule.due(300)
+    final = load_checkpoint(run / "checkpoints" / "last.pt")
+    changed = any(not torch.equal(before[k], v) for k, v in final.state["world_model"].items())
+    assert changed  # training went on from the checkpoint
+    # the replay kept every step of both legs: the killed leg's running episodes end truncated
+    dataset = load_dataset(str(run / "dataset"))
+    assert dataset.num_steps + 1 >= 280
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(steps)  # the log reads as one run
+
+
+def test_resume_needs_run_dir_and_bad_key_is_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", "twm", "--resume"]) == 2
+    assert "--run-dir" in capsys.readouterr().err
+    assert main(["train", "twm", "--preset", "twm-cartpole", "--collect.stepz=3"]) == 2
+
+
+def test_image_run_logs_imagined_frames(tmp_path: Path) -> None:
+    """MinAtar frames: the loop trains on images and logs real-vs-predicted videos."""
+    run = tmp_path / "run"
+    code = run_cli(
+        run,
+        "--preset",
+        "twm-minatar",
+        "--collect.steps=120",
+        "--collect.prefill=60",
+        "--world_model_train.start=60",
+        "--world_model_train.pretrain=2",
+        "--world_model_train.ratio=0.1",
+        "--actor_critic_train.start=60",
+        "--actor_critic_train.ratio=0.1",
+        "--world_model.obs.channels=4",
+        "--world_model.sequence_length=6",
+        "--eval.every=0",
+        *TINY,
+    )
+    assert code == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "imagined/real_vs_predicted" in tags["images"] + tags["tensors"]

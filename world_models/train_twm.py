@@ -1,0 +1,164 @@
+"""``seqrl train twm``: a TWM agent learns a world model from its own experience and acts from it.
+
+TWM (Robine et al. 2023, https://arxiv.org/abs/2303.07109) on the shared world-model loop
+(:mod:`seqrl.world_models.loop`): collect, train the world model (:mod:`seqrl.world_models.twm`),
+train the actor-critic on imagined rollouts (:mod:`seqrl.world_models.actor_critic`), evaluate,
+checkpoint with the replay buffer, resume.
+
+Presets (``twm-atari100k`` is checked against ``docs/twm.md``):
+
+- ``twm-atari100k``: the paper's Atari 100k run (a GPU run: about 125k updates of each part).
+- ``twm-cartpole``: CartPole-v1 from its state vector, small enough for 2 CPU cores.
+- ``twm-minatar``: MinAtar Breakout rendered as 64x64 grayscale frames, small enough for the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from seqrl.config import add_config_arguments
+from seqrl.envs import EnvConfig, atari_preset
+from seqrl.run import RunDir
+from seqrl.world_models.actor_critic import ActorCriticConfig
+from seqrl.world_models.loop import (
+    CollectConfig,
+    ComponentSchedule,
+    LoopResult,
+    WMEvalConfig,
+    WMLoopConfig,
+    train_world_model_agent,
+)
+from seqrl.world_models.twm import TWMConfig, build_world_model
+
+ALGO = "twm"
+
+
+@dataclass
+class TWMAgentConfig:
+    """Everything a TWM run needs; saved resolved in the run directory and each checkpoint."""
+
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(id="ALE/Pong-v5"))
+    world_model: TWMConfig = field(default_factory=TWMConfig)
+    actor_critic: ActorCriticConfig = field(default_factory=ActorCriticConfig)
+    world_model_train: ComponentSchedule = field(default_factory=ComponentSchedule)
+    actor_critic_train: ComponentSchedule = field(default_factory=ComponentSchedule)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    eval: WMEvalConfig = field(default_factory=WMEvalConfig)
+    loop: WMLoopConfig = field(default_factory=WMLoopConfig)
+
+
+# One world-model update and one actor-critic update every 0.76 env steps: jrobine/twm
+# trainer.py spends budget 1e9 - 5e7 on (95k env steps) at 100 x 16 + 400 x 15 samples per step.
+TWM_UPDATES_PER_STEP = 1 / 0.76
+
+
+def twm_atari100k() -> TWMAgentConfig:
+    """The paper's Atari 100k run (values and sources: ``docs/twm.md``)."""
+    from seqrl.world_models.actor_critic import ac_twm
+    from seqrl.world_models.twm import twm_atari100k as model
+
+    return TWMAgentConfig(
+        env=EnvConfig(id="ALE/Pong-v5", atari=atari_preset("twm")),
+        world_model=model(),
+        actor_critic=ac_twm(),
+        world_model_train=ComponentSchedule(
+            start=5000, ratio=TWM_UPDATES_PER_STEP, pretrain=18_750
+        ),
+        actor_critic_train=ComponentSchedule(start=5000, ratio=TWM_UPDATES_PER_STEP),
+        collect=CollectConfig(steps=100_000, prefill=5000, chunk=1, sampling="visits"),
+        eval=WMEvalConfig(every=5000, episodes=10, final_episodes=100),
+        loop=WMLoopConfig(log_every=1000, checkpoint_every=10_000),
+    )
+
+
+def twm_cartpole() -> TWMAgentConfig:
+    """CartPole-v1 from the state vector: a small TWM that learns on 2 CPU cores."""
+    from seqrl.world_models.actor_critic import ac_small
+    from seqrl.world_models.twm import twm_cartpole as model
+
+    return TWMAgentConfig(
+        env=EnvConfig(id="CartPole-v1"),
+        world_model=model(),
+        actor_critic=ac_small(),
+        world_model_train=ComponentSchedule(start=500, ratio=0.5, pretrain=200),
+        actor_critic_train=ComponentSchedule(start=500, ratio=0.5),
+        collect=CollectConfig(steps=10_000, prefill=500, chunk=4, sampling="visits"),
+        eval=WMEvalConfig(every=1000, episodes=5, final_episodes=20, images=False),
+        loop=WMLoopConfig(log_every=250, checkpoint_every=2500, device="cpu"),
+    )
+
+
+def twm_minatar() -> TWMAgentConfig:
+    """MinAtar Breakout as 64x64 grayscale frames: a small TWM for the CPU."""
+    from seqrl.world_models.actor_critic import ac_small
+    from seqrl.world_models.twm import twm_minatar as model
+
+    return TWMAgentConfig(
+        env=EnvConfig(id="MinAtar/Breakout-v1"),
+        world_model=model(),
+        actor_critic=ac_small(),
+        world_model_train=ComponentSchedule(start=1000, ratio=0.25, pretrain=200),
+        actor_critic_train=ComponentSchedule(start=1000, ratio=0.25),
+        collect=CollectConfig(steps=20_000, prefill=1000, chunk=4, sampling="visits"),
+        eval=WMEvalConfig(every=2500, episodes=10, final_episodes=30),
+        loop=WMLoopConfig(log_every=500, checkpoint_every=5000, device="cpu"),
+    )
+
+
+PRESETS: dict[str, Callable[[], TWMAgentConfig]] = {
+    "twm-atari100k": twm_atari100k,
+    "twm-cartpole": twm_cartpole,
+    "twm-minatar": twm_minatar,
+}
+"""Preset name -> configuration."""
+
+
+def train_twm(
+    cfg: TWMAgentConfig, run: RunDir, *, resume: bool = False, quiet: bool = False
+) -> LoopResult:
+    """Run (or resume) a TWM agent in ``run``."""
+    return train_world_model_agent(
+        cfg, run, algo=ALGO, build_world_model=build_world_model, resume=resume, quiet=quiet
+    )
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from seqrl.cli import train_run
+
+    cfg, run = train_run(
+        args,
+        algo=ALGO,
+        config_class=TWMAgentConfig,
+        presets=PRESETS,
+        default_preset="twm-atari100k",
+        run_name=lambda c: f"twm-{c.env.id.rsplit('/', 1)[-1]}-%Y%m%d-%H%M%S",
+        budget_key="collect.steps",
+    )
+    print(f"run directory: {run.path}")
+    result = train_twm(cfg, run, resume=args.resume, quiet=args.quiet)
+    print(
+        f"{result.env_steps} env steps, updates {result.updates}: final return "
+        f"{result.final_return:.2f} over {len(result.final_returns)} episodes "
+        f"({result.wall_time / 60:.1f} min)"
+    )
+    print(f"replay data: {run.path / 'dataset'}")
+    print(f"logs: tensorboard --logdir {run.path}")
+    return 0
+
+
+def register(registry: Any) -> None:
+    """Add ``seqrl train twm``."""
+    parser = registry.train_algo(
+        "twm", help="train a TWM world-model agent online", description=__doc__
+    )
+    add_config_arguments(parser, TWMAgentConfig, PRESETS, "twm-atari100k")
+    parser.set_defaults(handler=_handle)
+
+
+__all__ = ["PRESETS", "TWMAgentConfig", "train_twm", "twm_atari100k", "twm_cartpole", "twm_minatar"]
