@@ -139,8 +139,9 @@ def train_world_model_agent(
     ``cfg`` has the fields ``env`` (:class:`~seqrl.envs.EnvConfig`), ``world_model`` (the model's
     config, given to ``build_world_model(config, observation_space, action_space)``; the model's
     ``training_spec(name)`` gives each component's :class:`TrainingSpec`), ``actor_critic``
-    (batch size, burn-in, horizon, optimizer groups), ``world_model_train`` /
-    ``actor_critic_train`` (:class:`ComponentSchedule`), ``collect``, ``eval`` and ``loop``.
+    (batch size, burn-in, horizon, optimizer groups), a :class:`ComponentSchedule` named
+    ``<component>_train`` for each of ``world_model.components()`` (TWM: ``world_model_train``)
+    and ``actor_critic_train``, ``collect``, ``eval`` and ``loop``.
     """
     from seqrl.agents.baselines import RandomAgent
     from seqrl.data import ReplayBuffer, SequenceSampler
@@ -158,6 +159,7 @@ def train_world_model_agent(
     actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
     actor_critic.to(device)
     components = world_model.components()
+    schedules = {name: _schedule(cfg, name) for name in components}
     specs = {name: world_model.training_spec(name) for name in components}
     wm_optimizers = {name: _adam(components[name].parameters(), specs[name]) for name in components}
     ac_cfg = cfg.actor_critic
@@ -252,8 +254,9 @@ def train_world_model_agent(
             metrics["normalized"] = float(result.normalized_mean)
         logger.log(step, {f"eval/{k}": v for k, v in metrics.items()})
         if cfg.eval.images and len(obs_space.shape or ()) >= 2 and replay.num_episodes:
-            sampler = next(iter(wm_samplers.values()))
-            _log_imagined_frames(world_model, sampler, logger, step, device)
+            # its own uniform sampler: drawing must not count as a visit of TWM's sampling
+            frames = SequenceSampler(replay, seq_len=10, burn_in=4, frame_stack=frame_stack)
+            _log_imagined_frames(world_model, frames, logger, step, device)
         return result.returns
 
     def save() -> None:
@@ -316,9 +319,9 @@ def train_world_model_agent(
                 )
 
             for name, module in components.items():
-                while updates[name] < cfg.world_model_train.due(env_steps):
+                while updates[name] < schedules[name].due(env_steps):
                     batch = wm_samplers[name].sample(specs[name].batch_size, rng).to(device)
-                    pretraining = updates[name] < cfg.world_model_train.pretrain
+                    pretraining = updates[name] < schedules[name].pretrain
                     loss_fn = (
                         getattr(module, "pretrain_loss", module.loss)
                         if pretraining
@@ -383,6 +386,14 @@ def train_world_model_agent(
         ),
     )
     return result
+
+
+def _schedule(cfg: Any, component: str) -> ComponentSchedule:
+    """The schedule of world-model component ``name``: the config's field ``<name>_train``."""
+    schedule = getattr(cfg, f"{component}_train", None)
+    if not isinstance(schedule, ComponentSchedule):
+        raise ConfigError(f"config has no schedule '{component}_train' for component '{component}'")
+    return schedule
 
 
 def _eval_env(cfg: Any) -> Any:

@@ -360,15 +360,23 @@ class ObservationModel(nn.Module):
 
 @dataclass
 class TWMState:
-    """Where B imagined rollouts stand: the KV cache (ending with token z_t) and z_t itself."""
+    """Where B imagined rollouts stand: the KV cache, z_t, and the tokens not yet in the cache.
+
+    With ``policy_input="z"`` the tokens ``r_{t-1}, z_t`` of an imagined step wait in
+    ``pending`` and enter the transformer together with the next action token: one transformer
+    call per imagined step instead of two (the outputs are the same; only ``z_h`` features need
+    the output at ``z_t`` before acting).
+    """
 
     cache: KVCache
     z: Tensor  # (B, z_dim) one-hot latent of the current step
     mode: bool  # whether latents are the most likely class instead of samples
+    pending: Tensor | None = None  # (B, k, width) embeddings of tokens not yet fed
 
     def select(self, index: Tensor) -> TWMState:
         """Rows ``index`` (long (B',), may repeat), e.g. several rollouts per context."""
-        return TWMState(self.cache.select(index), self.z.index_select(0, index), self.mode)
+        pending = None if self.pending is None else self.pending.index_select(0, index)
+        return TWMState(self.cache.select(index), self.z.index_select(0, index), self.mode, pending)
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -584,16 +592,21 @@ class TWM(nn.Module):
 
         Rewards are on the transformed scale (tanh by default); continues are probabilities.
         """
-        h = self.transformer(self.embed_a(actions.long())[:, None], cache=state.cache)[:, 0]
+        tokens = self.embed_a(actions.long())[:, None]
+        if state.pending is not None:
+            tokens = torch.cat((state.pending, tokens), dim=1)
+        h = self.transformer(tokens, cache=state.cache)[:, -1]  # output at a_t
         reward = self.reward_head(h).squeeze(-1)
         cont = torch.sigmoid(self.discount_head(h).squeeze(-1))
         z_next = self.obs_model.sample(self._z_logits(h), mode=state.mode)
-        y = self.transformer(
-            torch.stack((self.embed_r(reward[:, None]), self.embed_z(z_next)), dim=1),
-            cache=state.cache,
-        )
-        features = self._features(z_next, y[:, 1])
-        return TWMState(state.cache, z_next, state.mode), ImaginedStep(features, reward, cont)
+        pending = torch.stack((self.embed_r(reward[:, None]), self.embed_z(z_next)), dim=1)
+        if self.cfg.policy_input == "z":
+            features = z_next
+        else:  # the policy needs the output at z_{t+1}: feed r_t, z_{t+1} now
+            features = self._features(z_next, self.transformer(pending, cache=state.cache)[:, 1])
+            pending = None
+        next_state = TWMState(state.cache, z_next, state.mode, pending)
+        return next_state, ImaginedStep(features, reward, cont)
 
     # -- evaluation hooks ----------------------------------------------------------------------
 
