@@ -1,4 +1,5 @@
-"""Agents: the Decision Transformer, baseline agents and the policy loader.
+"""Agents: the Decision Transformer, the actor-critic that learns inside a world model
+(:mod:`seqrl.agents.actor_critic`), baseline agents and the policy loader.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Learning curves of a world-model agent over several seeds, written into ``docs/twm.md``.
+"""Learning curves of a world-model agent over several seeds, written into ``docs/world_models.md``.
 
 Each seed is one ``seqrl train twm`` run (the policy learns only from imagined rollouts); the
 table lists the periodic evaluation returns (mean and spread over seeds) against environment
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "twm.md"
+DOC = ROOT / "docs" / "world_models.md"
 
 
 def run_seed(preset: str, seed: int, runs: Path, extra: list[str], threads: int) -> Path:

@@ -24,7 +24,7 @@ class WorldModelAgent:
     Args:
         world_model: implements ``imagine_start`` (the :class:`~seqrl.protocols.WorldModel`
             protocol).
-        actor_critic: :class:`~seqrl.world_models.actor_critic.ActorCritic`.
+        actor_critic: :class:`~seqrl.agents.actor_critic.ActorCritic`.
         context_len: real steps handed to ``imagine_start`` (the world model's memory).
         frame_stack: observations stacked per step, as the replay sampler stacks them (the
             episode's first frame repeats before its start).

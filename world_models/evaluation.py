@@ -28,7 +28,11 @@ from torch import Tensor
 
 
 class PredictiveWorldModel(Protocol):
-    """A world model that can reconstruct and predict observations."""
+    """A world model that can reconstruct and predict observations.
+
+    An attribute ``stacked_frames = True`` says its (stack, H, W) observations are stacked
+    grayscale frames (only the newest is compared); without it whole observations are compared.
+    """
 
     def reconstruct(self, observations: Tensor) -> Tensor:
         """(..., *obs) -> (..., *obs) through the latent."""
@@ -74,9 +78,9 @@ def _as_float(x: Tensor, images: bool) -> Tensor:
     return x.clamp(0.0, 1.0) if images else x
 
 
-def _newest(x: Tensor, step_ndim: int) -> Tensor:
-    """The newest frame of stacked (..., C, H, W) observations; others unchanged."""
-    return x[..., -1, :, :] if step_ndim == 3 else x
+def _newest(x: Tensor, stacked: bool) -> Tensor:
+    """The newest frame of stacked (..., stack, H, W) observations; others (RGB) unchanged."""
+    return x[..., -1, :, :] if stacked else x
 
 
 def _slice(batch: TrajectoryBatch, start: int, stop: int) -> TrajectoryBatch:
@@ -140,16 +144,17 @@ def open_loop_errors(
     if not bool(batch.mask[:, : context + horizon].all()):
         raise ValueError("open_loop_errors: every slot used must be a real step (mask True)")
     obs = batch.observations
-    step_ndim = obs.ndim - 2
+    # stacked grayscale frames compare their newest frame; RGB and single frames compare whole
+    stacked = bool(getattr(world_model, "stacked_frames", False))
     images = obs.dtype == torch.uint8
     actions = batch.actions[:, context - 1 : context - 1 + horizon]
     predicted = world_model.predict(_slice(batch, 0, context), actions, horizon)
     actual = obs[:, context : context + horizon]
     previous = obs[:, context - 1 : context]
     return compare_with_copy(
-        _newest(predicted, step_ndim),
-        _newest(actual, step_ndim),
-        _newest(previous, step_ndim),
+        _newest(predicted, stacked),
+        _newest(actual, stacked),
+        _newest(previous, stacked),
         images=images,
     )
 

@@ -20,8 +20,8 @@ from seqrl.types import TrajectoryBatch
 from torch import nn
 
 if TYPE_CHECKING:
+    from seqrl.agents.actor_critic import ActorCritic, PolicyState
     from seqrl.protocols import WorldModel
-    from seqrl.world_models.actor_critic import ActorCritic, PolicyState
 
 
 @dataclass

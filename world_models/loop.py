@@ -143,10 +143,10 @@ def train_world_model_agent(
     ``<component>_train`` for each of ``world_model.components()`` (TWM: ``world_model_train``)
     and ``actor_critic_train``, ``collect``, ``eval`` and ``loop``.
     """
+    from seqrl.agents.actor_critic import ActorCritic
     from seqrl.agents.baselines import RandomAgent
     from seqrl.data import ReplayBuffer, SequenceSampler
     from seqrl.envs import Collector, evaluate, make_vec_env
-    from seqrl.world_models.actor_critic import ActorCritic
     from seqrl.world_models.agent import WorldModelAgent
     from seqrl.world_models.imagination import imagine
 
@@ -361,6 +361,7 @@ def train_world_model_agent(
         final = evaluation(cfg.eval.final_episodes, logger, env_steps)
         logger.flush()
     collector.close()
+    replay.close_episodes()  # the episodes still running at the end count, truncated
     replay.to_dataset(name=f"{algo}-{run.path.name}").save(run.path / "dataset")
     result = LoopResult(
         env_steps=env_steps,
@@ -435,3 +436,65 @@ def _as_image(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 5:  # (B, T, stack, H, W): the newest frame
         x = x[:, :, -1]
     return x.unsqueeze(2)
+
+
+def register_command(
+    registry: Any,
+    *,
+    algo: str,
+    help: str,
+    description: str | None,
+    config_class: type,
+    presets: dict[str, Callable[[], Any]],
+    default_preset: str,
+    build_world_model: Callable[[Any, Any, Any], torch.nn.Module],
+    notes: Callable[[Any], list[str]] | None = None,
+) -> None:
+    """Add ``seqrl train ALGO``: a world-model agent on this loop, new or ``--resume``\\ d.
+
+    ``--env ID`` sets ``env.id`` (the preset keeps its env protocol); ``notes(cfg)`` are printed
+    before the run starts (e.g. an ablation of the paper's setting).
+    """
+    import argparse
+
+    from seqrl.cli import train_run
+    from seqrl.config import add_config_arguments
+
+    def handle(args: argparse.Namespace) -> int:
+        if args.env:
+            setattr(args, "config:env.id", args.env)  # as if given as --env.id
+        cfg, run = train_run(
+            args,
+            algo=algo,
+            config_class=config_class,
+            presets=presets,
+            default_preset=default_preset,
+            run_name=lambda c: f"{algo}-{c.env.id.rsplit('/', 1)[-1]}-%Y%m%d-%H%M%S",
+            budget_key="collect.steps",
+        )
+        print(f"run directory: {run.path}")
+        for note in notes(cfg) if notes else []:
+            print(f"note: {note}")
+        result = train_world_model_agent(
+            cfg,
+            run,
+            algo=algo,
+            build_world_model=build_world_model,
+            resume=args.resume,
+            quiet=args.quiet,
+        )
+        print(
+            f"{result.env_steps} env steps, updates {result.updates}: final return "
+            f"{result.final_return:.2f} over {len(result.final_returns)} episodes "
+            f"({result.wall_time / 60:.1f} min)"
+        )
+        print(f"replay data: {run.path / 'dataset'}")
+        print(f"logs: tensorboard --logdir {run.path}")
+        return 0
+
+    parser = registry.train_algo(algo, help=help, description=description)
+    parser.add_argument(
+        "--env", default=None, help="environment id, e.g. ALE/Breakout-v5 (sets env.id)"
+    )
+    add_config_arguments(parser, config_class, presets, default_preset)
+    parser.set_defaults(handler=handle)

@@ -403,6 +403,8 @@ class TWM(nn.Module):
         self.z_head = _mlp(width, cfg.dynamics.z_head, z_dim)
         self.reward_head = _mlp(width, cfg.dynamics.reward_head, 1)
         self.discount_head = _mlp(width, cfg.dynamics.discount_head, 1, final_bias=0.99)
+        # (stack, H, W) images are stacked grayscale frames: checks compare the newest one
+        self.stacked_frames = kind == "image" and len(obs_shape) == 3 and obs_shape[0] > 1
         self.feature_shape: tuple[int, ...] = (
             (z_dim,) if cfg.policy_input == "z" else (z_dim + width,)
         )

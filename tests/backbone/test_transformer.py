@@ -219,4 +219,8 @@ def test_attention_dropout_only_in_training_and_only_dense() -> None:
     model.eval()
     torch.testing.assert_close(model(x), model(x))
     with pytest.raises(ConfigError, match="attn_dropout needs dense attention"):
-        Transformer(TransformerConfig(width=16, depth=1, heads=2, attention="banded", window=4, attn_dropout=0.1))
+        Transformer(
+            TransformerConfig(
+                width=16, depth=1, heads=2, attention="banded", window=4, attn_dropout=0.1
+            )
+        )

@@ -29,11 +29,20 @@ def test_subcommand_help_lists_options_with_defaults(capsys: pytest.CaptureFixtu
     ("argv", "needle"),
     [
         (["nope"], "invalid choice"),
-        (["train", "dt", "--model.backbone.depth", "x"], "--model.backbone.depth: expected an integer, got 'x'"),
+        (
+            ["train", "dt", "--model.backbone.depth", "x"],
+            "--model.backbone.depth: expected an integer, got 'x'",
+        ),
         (["train", "dt", "--model.nope", "1"], "unrecognized arguments: --model.nope"),
         (["train", "dt", "--preset", "nope"], "invalid choice: 'nope'"),
-        (["train", "dt", "--dataset", "d", "--eval.targets", "high"], "--eval.targets: expected a number, got 'high'"),
-        (["train", "dt"], "--dataset: a Minari id, D4RL HDF5 file or seqrl dataset folder is required"),
+        (
+            ["train", "dt", "--dataset", "d", "--eval.targets", "high"],
+            "--eval.targets: expected a number, got 'high'",
+        ),
+        (
+            ["train", "dt"],
+            "--dataset: a Minari id, D4RL HDF5 file or seqrl dataset folder is required",
+        ),
         (["train", "dt", "--resume"], "--resume needs --run-dir"),
         (["train", "dt", "--resume", "--run-dir", "RUNDIR"], "--resume: RUNDIR has no checkpoint"),
     ],

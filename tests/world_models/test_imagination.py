@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from seqrl.agents.actor_critic import ActorCritic, ActorCriticConfig, ac_small
 from seqrl.protocols import ImaginedStep
 from seqrl.types import TrajectoryBatch
-from seqrl.world_models.actor_critic import ActorCritic, ActorCriticConfig, ac_small
 from seqrl.world_models.imagination import ImaginedRollout, imagine
 from torch import nn
 

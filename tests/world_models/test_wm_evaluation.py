@@ -84,8 +84,13 @@ def test_no_change_gives_nan_on_changed_pixels_and_stacks_use_the_newest_frame()
     assert math.isnan(still.model_changed) and still.changed_fraction == 0.0
     # (B, T, C=2, H=1, W=2) stacks: the older frame (channel 0) must be ignored
     stacked = torch.stack((torch.full_like(FRAMES, 255), FRAMES), dim=2)
-    errors = open_loop_errors(Oracle(stacked), batch(stacked), context=2, horizon=2)
+    oracle = Oracle(stacked)
+    oracle.stacked_frames = True
+    errors = open_loop_errors(oracle, batch(stacked), context=2, horizon=2)
     assert errors.copy_all == pytest.approx(0.25) and errors.model_all == 0.0
+    # the same shape as colour channels (no stacked_frames): every channel counts
+    errors = open_loop_errors(Oracle(stacked), batch(stacked), context=2, horizon=2)
+    assert errors.copy_all == pytest.approx(0.125) and errors.model_all == 0.0
 
 
 def test_rejects_padding_and_short_batches() -> None:

@@ -165,3 +165,27 @@ def test_image_run_logs_imagined_frames(tmp_path: Path) -> None:
     events.Reload()
     tags = events.Tags()
     assert "imagined/real_vs_predicted" in tags["images"] + tags["tensors"]
+
+
+def test_env_flag_picks_the_environment(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = run_cli(
+        run,
+        "--preset",
+        "twm-cartpole",
+        "--env",
+        "Acrobot-v1",
+        "--collect.steps=120",
+        "--collect.prefill=60",
+        "--world_model_train.start=60",
+        "--world_model_train.pretrain=1",
+        "--world_model_train.ratio=0.05",
+        "--actor_critic_train.start=60",
+        "--actor_critic_train.ratio=0.05",
+        "--eval.every=0",
+        "--eval.final_episodes=1",
+        *TINY,
+    )
+    assert code == 0
+    assert json.loads((run / "config.json").read_text())["env"]["id"] == "Acrobot-v1"
+    assert load_dataset(str(run / "dataset")).metadata.env_id == "Acrobot-v1"

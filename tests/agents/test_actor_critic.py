@@ -6,9 +6,7 @@ import math
 
 import pytest
 import torch
-from seqrl.config import from_dict, to_dict
-from seqrl.errors import ConfigError
-from seqrl.world_models.actor_critic import (
+from seqrl.agents.actor_critic import (
     ActorCritic,
     ActorCriticConfig,
     ac_iris,
@@ -16,6 +14,8 @@ from seqrl.world_models.actor_critic import (
     ac_twm,
     lambda_returns,
 )
+from seqrl.config import from_dict, to_dict
+from seqrl.errors import ConfigError
 from seqrl.world_models.imagination import ImaginedRollout
 
 

@@ -1,0 +1,408 @@
+"""IRIS (Micheli et al. 2023, https://arxiv.org/abs/2209.00588): tokenizer, GPT world model,
+imagination, save/load and the cited preset table (docs/iris.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from seqrl.agents.actor_critic import ActorCritic, ac_iris
+from seqrl.backbone import TransformerConfig
+from seqrl.errors import ConfigError
+from seqrl.types import TrajectoryBatch
+from seqrl.world_models.imagination import imagine
+from seqrl.world_models.iris import (
+    IRIS,
+    DynamicsConfig,
+    IRISConfig,
+    build_world_model,
+)
+from seqrl.world_models.iris_tokenizer import LPIPS, TokenizerConfig, codebook_usage
+from seqrl.world_models.train_iris import PRESETS, iris_atari100k
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "iris.md"
+ACTIONS = 3
+HWC = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions on a loaded 2-core machine: one thread is several times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**changes: object) -> IRISConfig:
+    """A tokenizer of a few thousand weights and a one-layer GPT over 3-frame windows."""
+    cfg = IRISConfig(
+        tokenizer=TokenizerConfig(
+            vocab_size=32,
+            embed_dim=16,
+            channels=8,
+            channel_mult=(1, 1, 1, 1, 1),
+            res_blocks=1,
+            attn_resolutions=(8,),
+            z_channels=16,
+            norm_groups=4,
+            batch_size=8,
+            lr=3e-3,
+        ),
+        dynamics=DynamicsConfig(
+            backbone=TransformerConfig(
+                width=32,
+                depth=1,
+                heads=2,
+                ff="mlp",
+                activation="gelu",
+                positions="learned",
+                max_len=51,
+                dropout=0.0,
+            ),
+            sequence_length=3,
+            batch_size=4,
+            lr=3e-3,
+        ),
+    )
+    return dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+
+
+def tiny_model(space: gym.Space = HWC, **changes: object) -> IRIS:
+    torch.manual_seed(0)
+    return build_world_model(tiny_config(**changes), space, gym.spaces.Discrete(ACTIONS))
+
+
+def blocks_frames(b: int, t: int, seed: int = 0) -> torch.Tensor:
+    """(b, t, 64, 64, 3) uint8 frames: a coloured square moving right, on black."""
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.zeros(b, t, 64, 64, 3, dtype=torch.uint8)
+    for i in range(b):
+        x = int(torch.randint(0, 32, (1,), generator=g))
+        colour = torch.randint(100, 256, (3,), generator=g, dtype=torch.int64).to(torch.uint8)
+        for j in range(t):
+            frames[i, j, 16:32, x + 4 * j : x + 4 * j + 16] = colour
+    return frames
+
+
+def make_batch(b: int = 4, t: int = 3, seed: int = 0) -> TrajectoryBatch:
+    g = torch.Generator().manual_seed(seed)
+    zeros = torch.zeros(b, t)
+    return TrajectoryBatch(
+        observations=blocks_frames(b, t, seed),
+        actions=torch.randint(0, ACTIONS, (b, t), generator=g),
+        rewards=torch.randint(-1, 2, (b, t), generator=g).float(),
+        returns_to_go=zeros,
+        timesteps=torch.arange(t).expand(b, t),
+        mask=torch.ones(b, t, dtype=torch.bool),
+        terminals=torch.zeros(b, t, dtype=torch.bool),
+        extras={},
+    )
+
+
+def overfit(module: torch.nn.Module, batch: TrajectoryBatch, steps: int, lr: float) -> list[float]:
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        out = module.loss(batch)
+        opt.zero_grad()
+        out.total.backward()
+        opt.step()
+        losses.append(float(out.total.detach()))
+    return losses
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def test_tokenizer_maps_frames_to_a_4x4_grid_of_tokens() -> None:
+    model = tiny_model()
+    frames = model.tokenizer.frames(blocks_frames(2, 3))
+    assert frames.shape == (2, 3, 3, 64, 64) and float(frames.max()) <= 1.0
+    tokens = model.tokenizer.encode(frames)
+    assert tokens.shape == (2, 3, 16) and tokens.dtype == torch.long
+    assert int(tokens.max()) < 32
+    assert model.tokenizer.decode(tokens).shape == (2, 3, 3, 64, 64)
+
+
+def test_tokenizer_loss_is_finite_and_falls_when_overfitting() -> None:
+    model = tiny_model()
+    batch = make_batch(b=4, t=1)
+    losses = overfit(model.tokenizer, batch, steps=20, lr=3e-3)
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0], losses[::4]
+    metrics = model.tokenizer.loss(batch).metrics
+    for key in ("reconstruction_loss", "codebook_loss", "commitment_loss", "codebook_perplexity"):
+        assert np.isfinite(metrics[key])
+    assert 0.0 < metrics["codebook_used"] <= 1.0
+
+
+def test_codebook_usage_counts_codes_and_perplexity() -> None:
+    used, perplexity = codebook_usage(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), 8)
+    assert used == pytest.approx(0.5) and perplexity == pytest.approx(4.0)
+    used, perplexity = codebook_usage(torch.full((5, 16), 7), 8)
+    assert used == pytest.approx(1 / 8) and perplexity == pytest.approx(1.0)
+
+
+def test_perceptual_loss_with_random_weights(tmp_path: Path) -> None:
+    model = tiny_model(
+        tokenizer=dataclasses.replace(tiny_config().tokenizer, perceptual="lpips_random")
+    )
+    assert model.tokenizer.lpips is not None
+    assert not any(p.requires_grad for p in model.tokenizer.lpips.parameters())
+    batch = make_batch(b=2, t=1)
+    out = model.tokenizer.loss(batch)
+    assert np.isfinite(out.metrics["perceptual_loss"]) and out.metrics["perceptual_loss"] > 0
+    out.total.backward()
+    assert model.tokenizer.encoder[0].weight.grad is not None
+    # LPIPS is a distance: zero for identical images, positive otherwise
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    lpips = model.tokenizer.lpips
+    assert torch.allclose(lpips(x, x), torch.zeros(2), atol=1e-6)
+    assert bool((lpips(x, x.flip(0)) > 0).all())
+    # a weights file in the published layout loads into the 'lpips' setting
+    path = tmp_path / "lpips_vgg.pt"
+    torch.save(lpips.state_dict(), path)
+    assert any(k.startswith("features.28.") for k in lpips.state_dict())
+    assert "lin4.model.1.weight" in lpips.state_dict()
+    loaded = LPIPS(str(path))
+    assert torch.allclose(loaded(x, x.flip(0)), lpips(x, x.flip(0)))
+    with pytest.raises(ConfigError, match="perceptual_weights"):
+        tiny_model(tokenizer=dataclasses.replace(tiny_config().tokenizer, perceptual="lpips"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        LPIPS(str(tmp_path / "missing.pt"))
+
+
+def test_frame_layouts_agree_and_bad_shapes_are_rejected() -> None:
+    hwc = tiny_model()
+    chw = tiny_model(gym.spaces.Box(0, 255, (3, 64, 64), np.uint8))
+    obs = blocks_frames(2, 1)
+    a = hwc.tokenizer.frames(obs)
+    b = chw.tokenizer.frames(obs.permute(0, 1, 4, 2, 3))
+    assert torch.equal(a, b)
+    assert hwc.reconstruct(obs).shape == obs.shape
+    gray = tiny_model(gym.spaces.Box(0, 255, (64, 64), np.uint8))
+    assert gray.feature_shape == (1, 64, 64)
+    with pytest.raises(ConfigError, match="64x64"):
+        tiny_model(gym.spaces.Box(0, 255, (84, 84, 3), np.uint8))
+    with pytest.raises(ConfigError, match="discrete"):
+        build_world_model(tiny_config(), HWC, gym.spaces.Box(-1, 1, (2,)))
+
+
+# --------------------------------------------------------------------------------------------
+# World model
+
+
+def test_world_model_loss_falls_when_overfitting_one_batch_and_leaves_the_tokenizer() -> None:
+    model = tiny_model()
+    components = model.components()
+    assert set(components) == {"tokenizer", "world_model"}
+    tok_ids = {id(p) for p in components["tokenizer"].parameters()}
+    assert not tok_ids & {id(p) for p in components["world_model"].parameters()}
+    batch = make_batch(b=4, t=3)
+    losses = overfit(components["world_model"], batch, steps=60, lr=3e-3)
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.3 * losses[0], losses[::10]
+    assert all(p.grad is None for p in components["tokenizer"].parameters())
+    metrics = components["world_model"].loss(batch).metrics
+    assert metrics["obs_accuracy"] > 0.5 and metrics["reward_accuracy"] == 1.0
+
+
+def test_padding_slots_are_neither_targets_nor_seen() -> None:
+    model = tiny_model()
+    batch = make_batch(b=2, t=3)
+    mask = batch.mask.clone()
+    mask[0, 0] = False  # row 0's episode starts at slot 1
+    padded = dataclasses.replace(batch, mask=mask)
+    obs, rewards = batch.observations.clone(), batch.rewards.clone()
+    obs[0, 0], rewards[0, 0] = 255 - obs[0, 0], 9.0  # whatever lies in the padding slot
+    other = dataclasses.replace(padded, observations=obs, rewards=rewards)
+    with torch.no_grad():
+        a, b = model.dynamics.loss(padded), model.dynamics.loss(other)
+        full = model.dynamics.loss(batch)
+    assert np.isfinite(float(a.total))
+    assert torch.allclose(a.total, b.total, atol=1e-6)
+    assert not torch.allclose(a.total, full.total)
+
+
+def test_training_specs_give_each_component_its_batches() -> None:
+    model = tiny_model()
+    tok, wm = model.training_spec("tokenizer"), model.training_spec("world_model")
+    assert (tok.batch_size, tok.seq_len, tok.burn_in) == (8, 1, 0)
+    assert (wm.batch_size, wm.seq_len, wm.burn_in) == (4, 3, 0)
+    assert tok.clip_norm == 10.0 and wm.clip_norm == 10.0
+    with pytest.raises(KeyError):
+        model.training_spec("actor_critic")
+
+
+@pytest.mark.parametrize("policy_frames", ["reconstructed", "real"])
+def test_imagine_shapes(policy_frames: str) -> None:
+    model = tiny_model(policy_frames=policy_frames).eval()
+    context = make_batch(b=2, t=4)
+    with torch.no_grad():
+        state, features = model.imagine_start(context)
+        assert features.shape == (2, 4, 3, 64, 64)
+        assert float(features.min()) >= 0.0 and float(features.max()) <= 1.0
+        if policy_frames == "real":
+            assert torch.equal(features, context.observations.permute(0, 1, 4, 2, 3).float() / 255)
+        for _ in range(4):  # the 4th step passes the 3-frame window: the cache restarts
+            state, step = model.imagine_step(state, torch.tensor([0, 2]))
+    assert step.features.shape == (2, *model.feature_shape)
+    assert set(step.rewards.tolist()) <= {-1.0, 0.0, 1.0}
+    assert set(step.continues.tolist()) <= {0.0, 1.0}
+    assert state.cache is not None and state.cache.length <= model.dynamics.max_tokens
+    # the shared imagination runs the IRIS actor-critic on these frames
+    ac_cfg = dataclasses.replace(ac_iris(), cnn_channels=(4, 4, 4, 4), lstm_dim=16, horizon=3)
+    ac = ActorCritic(model.feature_shape, ACTIONS, ac_cfg)
+    rollout = imagine(model, ac, context, horizon=3)
+    assert rollout.features.shape == (4, 2, 3, 64, 64)
+    assert np.isfinite(float(ac.loss(rollout).total.detach()))
+
+
+def _uncached_rollout(model: IRIS, start: torch.Tensor, actions: torch.Tensor) -> list:
+    """Argmax imagination that re-runs the whole token sequence (no KV cache) for every token."""
+    dyn = model.dynamics
+    seq = [dyn.embed_obs(start)]
+    current, used, out = start, dyn.k, []
+
+    def last() -> torch.Tensor:
+        return dyn.transformer(torch.cat(seq, dim=1))[:, -1]
+
+    for a in actions.T:
+        if used + dyn.block > dyn.max_tokens:  # the same restart as the cached version
+            seq, used = [dyn.embed_obs(current)], dyn.k
+        seq.append(dyn.embed_action(a)[:, None])
+        h = last()
+        reward = dyn.reward_head(h).argmax(-1).float() - 1
+        cont = 1 - dyn.end_head(h).argmax(-1).float()
+        tokens = []
+        for _ in range(dyn.k):
+            token = dyn.obs_head(h).argmax(-1)
+            tokens.append(token)
+            seq.append(dyn.embed_obs(token)[:, None])
+            h = last()
+        used += dyn.block
+        current = torch.stack(tokens, dim=1)
+        out.append((current, reward, cont))
+    return out
+
+
+def test_kv_cached_imagination_equals_uncached() -> None:
+    model = tiny_model(sampling="argmax").eval()
+    context = make_batch(b=3, t=2)
+    actions = torch.randint(0, ACTIONS, (3, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        state, _ = model.imagine_start(context)
+        reference = _uncached_rollout(model, state.tokens, actions)
+        for j, (tokens, reward, cont) in enumerate(reference):
+            state, step = model.imagine_step(state, actions[:, j])
+            assert torch.equal(state.tokens, tokens), j
+            assert torch.equal(step.rewards, reward) and torch.equal(step.continues, cont)
+            assert torch.allclose(step.features, model.tokenizer.decode(tokens))
+    # open-loop prediction is the same argmax rollout, in the observations' layout
+    predicted = model.predict(context, actions, 5)
+    assert predicted.shape == (3, 5, 64, 64, 3)
+    last = model.tokenizer.decode(reference[-1][0]).permute(0, 2, 3, 1)
+    assert torch.allclose(predicted[:, -1], last)
+
+
+def test_sampled_imagination_varies_with_the_seed() -> None:
+    model = tiny_model().eval()
+    context = make_batch(b=8, t=2)
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            state, _ = model.imagine_start(context)
+            state, _ = model.imagine_step(state, torch.zeros(8, dtype=torch.long))
+        runs.append(state.tokens)
+    assert not torch.equal(runs[0], runs[1])
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    model = tiny_model(sampling="argmax").eval()
+    overfit(model.tokenizer, make_batch(b=4, t=1), steps=3, lr=3e-3)
+    path = tmp_path / "iris.pt"
+    torch.save(model.state_dict(), path)
+    assert all(k.startswith(("tokenizer.", "dynamics.")) for k in model.state_dict())
+    torch.manual_seed(5)
+    other = build_world_model(tiny_config(sampling="argmax"), HWC, gym.spaces.Discrete(ACTIONS))
+    other.load_state_dict(torch.load(path, weights_only=True))
+    other.eval()
+    context = make_batch(b=2, t=2)
+    actions = torch.tensor([[0, 1, 2], [2, 1, 0]])
+    assert torch.equal(
+        model.reconstruct(context.observations), other.reconstruct(context.observations)
+    )
+    assert torch.equal(model.predict(context, actions, 3), other.predict(context, actions, 3))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_with_a_4x4_token_grid(name: str) -> None:
+    cfg = PRESETS[name]()
+    model = build_world_model(cfg.world_model, HWC, gym.spaces.Discrete(ACTIONS))
+    assert model.tokenizer.tokens_per_frame == 16
+    assert model.dynamics.max_tokens == 340
+    assert model.feature_shape == (3, 64, 64)
+    assert cfg.actor_critic.encoder == "iris_cnn"
+
+
+def test_max_len_must_hold_the_window() -> None:
+    cfg = tiny_config()
+    short = dataclasses.replace(cfg.dynamics.backbone, max_len=50)
+    with pytest.raises(ConfigError, match="max_len"):
+        build_world_model(
+            dataclasses.replace(cfg, dynamics=dataclasses.replace(cfg.dynamics, backbone=short)),
+            HWC,
+            gym.spaces.Discrete(ACTIONS),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The iris-atari100k preset equals the cited table in docs/iris.md
+
+
+def _table() -> list[list[str]]:
+    lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("| ")]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("| key | iris-atari100k"))
+    rows = []
+    for ln in lines[start + 1 :]:
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        if cells[0] == "key" or len(cells) != 3:
+            break
+        if not cells[0].startswith("---"):
+            rows.append(cells)
+    return rows
+
+
+def _get(cfg: object, key: str) -> object:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _same(value: object, text: str) -> bool:
+    if isinstance(value, tuple):
+        return [float(v) for v in value] == [float(t) for t in text.split(",")]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) == float(text)
+    return str(value) == text
+
+
+def test_atari100k_preset_matches_the_cited_table() -> None:
+    rows = _table()
+    assert len(rows) >= 60
+    cfg = iris_atari100k()
+    for key, value, source in rows:
+        assert source, f"{key} has no source"
+        assert _same(_get(cfg, key), value), f"{key} = {_get(cfg, key)!r}, table says {value}"
+    assert cfg.env.id.startswith("ALE/")
+    # the paper's epochs: 200 env steps each, 200 updates per started component per epoch
+    for name, epochs in (("tokenizer", 5), ("world_model", 25), ("actor_critic", 50)):
+        schedule = getattr(cfg, f"{name}_train")
+        assert schedule.due(200 * epochs) == 0 and schedule.due(200 * (epochs + 1)) == 200
