@@ -140,8 +140,9 @@ class ActorCriticConfig:
 
 
 def ac_twm() -> ActorCriticConfig:
-    """TWM's actor-critic (paper appendix and ``twm/config.py``)."""
-    return ActorCriticConfig()
+    """TWM's actor-critic (paper appendix and ``twm/config.py``); rollouts start after one real
+    context step, as ``twm/trainer.py`` builds its starts (``windows(z, 2)``)."""
+    return ActorCriticConfig(burn_in=1)
 
 
 def ac_iris() -> ActorCriticConfig:

@@ -1,14 +1,16 @@
 """TWM's CPU checks on real ALE frames (issue 7): reconstruction, next-frame and open-loop error.
 
-Collects frames of a named game with a random policy (gymnasium ``AtariPreprocessing``: frame skip
-4, max-pool, 64x64 grayscale; single frames, no stack, to keep the run cheap), trains a small TWM
-(``twm-minatar`` sizes with 32 x 32 latents) on the first episodes' windows and evaluates on held-out windows of the
-last part against the copy-the-previous-frame baseline, over all pixels and over changed pixels
-(``seqrl.world_models.evaluation``). Writes the table into the "checks" section of ``docs/twm.md``::
+Plays a named game with a uniform random policy through seqrl's env layer (the TWM Atari
+protocol: frame skip 4 with max-pooling, 64x64 grayscale; single frames, no stack, to keep the run
+cheap), trains a small TWM (``twm-minatar`` sizes) on 80% of the steps with seqrl's
+sampler and update step (observation model first, as the paper pretrains it, then everything), and
+evaluates on held-out windows of the other 20% (episodes from other seeds) against the copy-the-previous-frame baseline, over all
+pixels and over the pixels that change (``seqrl.world_models.evaluation``). Writes the table into
+the "checks" section of ``docs/twm.md``::
 
-    python examples/twm_checks.py --game Pong --frames 3000 --updates 1500
+    python examples/twm_checks.py --game Pong --frames 3000 --pretrain 500 --updates 1500
 
-About 5 minutes on 2 idle CPU cores with the defaults.
+About 5 to 10 minutes on 2 CPU cores with the defaults.
 """
 
 from __future__ import annotations
@@ -16,90 +18,47 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
+import sys
 import time
 from pathlib import Path
 
-import ale_py
-import gymnasium as gym
-import numpy as np
-import seqrl  # noqa: F401  (sets OMP_WAIT_POLICY)
 import torch
-from seqrl.types import TrajectoryBatch
+from seqrl.agents.baselines import RandomAgent
+from seqrl.data import DatasetMetadata, SequenceSampler, TrajectoryDataset
+from seqrl.envs import EnvConfig, atari_preset, make_vec_env, rollout
+from seqrl.training import seed_everything, update
 from seqrl.world_models.evaluation import WorldModelReport, evaluate_world_model
 from seqrl.world_models.twm import build_world_model, twm_minatar
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "twm.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "twm.md"
 
 
-def collect_frames(game: str, frames: int, seed: int) -> tuple[list[tuple[np.ndarray, ...]], int]:
-    """Random-policy episodes (observations (T, 64, 64) uint8, actions, rewards, terminals) and
-    the number of actions."""
-    gym.register_envs(ale_py)
-    env = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0)
-    env = gym.wrappers.AtariPreprocessing(
-        env, frame_skip=4, screen_size=64, grayscale_obs=True, noop_max=0
-    )
-    rng = np.random.default_rng(seed)
-    episodes, total = [], 0
-    obs, _ = env.reset(seed=seed)
-    while total < frames:
-        o, a, r, d = [], [], [], []
-        done = False
-        while not done and total < frames:
-            action = int(rng.integers(env.action_space.n))
-            nxt, reward, term, trunc, _ = env.step(action)
-            o.append(obs), a.append(action), r.append(reward), d.append(term)
-            obs, total, done = nxt, total + 1, term or trunc
-        episodes.append((np.stack(o), np.array(a), np.array(r, np.float32), np.array(d)))
-        obs, _ = env.reset()
-    return episodes, int(env.action_space.n)
-
-
-def windows(episodes: list, length: int, stride: int) -> list[tuple[np.ndarray, ...]]:
-    """All windows of ``length`` steps inside one episode."""
-    return [
-        tuple(x[s : s + length] for x in ep)
-        for ep in episodes
-        for s in range(0, len(ep[1]) - length + 1, stride)
-    ]
-
-
-def to_batch(rows: list[tuple[np.ndarray, ...]], burn_in: int) -> TrajectoryBatch:
-    """Stack windows into a TrajectoryBatch with ``burn_in`` leading context slots."""
-    b, t = len(rows), len(rows[0][1])
-    burn = torch.zeros(b, t, dtype=torch.bool)
-    burn[:, :burn_in] = True
-    return TrajectoryBatch(
-        observations=torch.from_numpy(np.stack([w[0] for w in rows])),
-        actions=torch.from_numpy(np.stack([w[1] for w in rows])).long(),
-        rewards=torch.from_numpy(np.stack([w[2] for w in rows])),
-        returns_to_go=torch.zeros(b, t),
-        timesteps=torch.zeros(b, t, dtype=torch.long),
-        mask=torch.ones(b, t, dtype=torch.bool),
-        terminals=torch.from_numpy(np.stack([w[3] for w in rows])),
-        extras={"burn_in": burn},
+def collect(game: str, frames: int, seed: int) -> tuple[TrajectoryDataset, TrajectoryDataset]:
+    """Random-policy steps of ``game``: 80% for training and, from other seeds, 20% held out."""
+    atari = dataclasses.replace(atari_preset("twm"), frame_stack=1)
+    vec = make_vec_env(EnvConfig(id=f"ALE/{game}-v5", atari=atari), train=True)
+    agent = RandomAgent(vec.single_action_space, seed=seed)
+    train = rollout(agent, vec, steps=int(0.8 * frames), seed=seed)
+    test = rollout(agent, vec, steps=frames - int(0.8 * frames), seed=seed + 1000)
+    spaces = {
+        "observation_space": vec.single_observation_space,
+        "action_space": vec.single_action_space,
+    }
+    vec.close()
+    return tuple(  # type: ignore[return-value]
+        TrajectoryDataset.from_trajectories(
+            part, DatasetMetadata(name=name, env_id=f"ALE/{game}-v5", **spaces)
+        )
+        for name, part in (("train", train), ("test", test))
     )
 
 
 def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     """Collect, train, evaluate; returns the report and run facts."""
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
+    rng = seed_everything(args.seed)
     start = time.time()
-    steps, num_actions = collect_frames(args.game, args.frames, args.seed)
-    # hold out the last fifth of the frames (the tail of the last episode(s))
-    flat = [(i, s) for i, ep in enumerate(steps) for s in range(len(ep[1]))]
-    cut = flat[int(0.8 * len(flat))]
-    train_eps = steps[: cut[0]] + [tuple(x[: cut[1]] for x in steps[cut[0]])]
-    test_eps = [tuple(x[cut[1] :] for x in steps[cut[0]])] + steps[cut[0] + 1 :]
-    seq = args.burn_in + args.seq_len
-    train = windows([e for e in train_eps if len(e[1]) >= seq], seq, 1)
-    test = windows(
-        [e for e in test_eps if len(e[1]) >= args.context + args.horizon],
-        args.context + args.horizon,
-        4,
-    )
+    train, test = collect(args.game, args.frames, args.seed)
     cfg = twm_minatar()
     cfg = dataclasses.replace(
         cfg,
@@ -110,32 +69,38 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
         burn_in=args.burn_in,
         sequence_length=args.seq_len,
     )
-    obs_space = gym.spaces.Box(0, 255, (64, 64), np.uint8)
-    model = build_world_model(cfg, obs_space, gym.spaces.Discrete(num_actions))
+    meta = train.metadata
+    model = build_world_model(cfg, meta.observation_space, meta.action_space)
+    spec = model.training_spec("world_model")
     opt = torch.optim.Adam(
-        model.parameters(), lr=cfg.optim.lr, eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay
+        model.parameters(), lr=spec.lr, eps=spec.eps, weight_decay=spec.weight_decay
     )
+    sampler = SequenceSampler(train, seq_len=args.seq_len, burn_in=args.burn_in)
     train_start = time.time()
-    for update in range(args.updates):
-        idx = rng.integers(len(train), size=args.batch_size)
-        out = model.loss(to_batch([train[i] for i in idx], args.burn_in))
-        opt.zero_grad()
-        out.total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_norm)
-        opt.step()
-        if update % 100 == 0:
-            print(
-                f"update {update}: loss {out.total.item():.1f} "
-                f"decoder {float(out.metrics['decoder_loss']):.1f} z_ce {float(out.metrics['z_ce']):.2f}",
-                flush=True,
-            )
+    for step in range(args.pretrain + args.updates):
+        batch = sampler.sample(args.batch_size, rng)
+        loss_fn = model.pretrain_loss if step < args.pretrain else model.loss
+        metrics = update(loss_fn, batch, opt, clip_norm=spec.clip_norm)
+        if step % 100 == 0:
+            shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "z_ce")}
+            print(f"update {step}: {shown}", flush=True)
     model.eval()
-    report = evaluate_world_model(
-        model, to_batch(test, 0), context=args.context, horizon=args.horizon
+    window = args.context + args.horizon
+    held_out = SequenceSampler(test, seq_len=window).sample(args.test_windows, rng)
+    keep = held_out.mask.all(dim=1)  # windows that fit inside one episode
+    held_out = dataclasses.replace(
+        held_out,
+        **{
+            f.name: getattr(held_out, f.name)[keep]
+            for f in dataclasses.fields(held_out)
+            if f.name != "extras"
+        },
+        extras={k: v[keep] for k, v in held_out.extras.items()},
     )
+    report = evaluate_world_model(model, held_out, context=args.context, horizon=args.horizon)
     facts = {
-        "train_frames": sum(len(e[1]) for e in train_eps),
-        "test_windows": len(test),
+        "train_frames": train.num_steps,
+        "test_windows": int(keep.sum()),
         "train_seconds": time.time() - train_start,
         "total_seconds": time.time() - start,
     }
@@ -146,47 +111,43 @@ def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, f
     """The markdown section written into docs/twm.md."""
     nf, ol = report.next_frame, report.open_loop
     load = os.getloadavg()[0]
+    command = (
+        f"python examples/twm_checks.py --game {args.game} --frames {args.frames} "
+        f"--pretrain {args.pretrain} --updates {args.updates} --latents {args.latents} "
+        f"--channels {args.channels} --lr {args.lr}"
+    )
     return "\n".join(
         [
-            f"`python examples/twm_checks.py --game {args.game} --frames {args.frames} --updates {args.updates} "
-            f"--latents {args.latents} --channels {args.channels} --lr {args.lr}` "
-            f"(seed {args.seed}; {facts['train_frames']} training frames, {facts['test_windows']} held-out "
-            f"windows of {args.context} context + {args.horizon} steps; training {facts['train_seconds']:.0f} s "
-            f"on the CPU, load average {load:.1f}). Mean squared error on the [0, 1] pixel scale; "
-            "reconstruction error of the held-out frames is "
-            f"{report.reconstruction:.5f}.",
+            f"`{command}` (seed {args.seed}; {facts['train_frames']:.0f} training frames, "
+            f"{facts['test_windows']:.0f} held-out windows of {args.context} context + "
+            f"{args.horizon} steps; training {facts['train_seconds']:.0f} s on the CPU, load "
+            f"average {load:.1f}). Mean squared error on the [0, 1] pixel scale; reconstruction "
+            f"error of the held-out frames is {report.reconstruction:.5f}.",
             "",
-            "| prediction | model, all pixels | copy, all pixels | model, changed pixels | copy, changed pixels | changed share |",
+            "| prediction | model, all pixels | copy, all pixels | model, changed pixels "
+            "| copy, changed pixels | changed share |",
             "|---|---|---|---|---|---|",
-            f"| next frame | {nf.model_all:.5f} | {nf.copy_all:.5f} | {nf.model_changed:.4f} | {nf.copy_changed:.4f} | {nf.changed_fraction:.4f} |",
-            f"| open loop, {report.horizon} steps | {ol.model_all:.5f} | {ol.copy_all:.5f} | {ol.model_changed:.4f} | {ol.copy_changed:.4f} | {ol.changed_fraction:.4f} |",
+            f"| next frame | {nf.model_all:.5f} | {nf.copy_all:.5f} | {nf.model_changed:.4f} "
+            f"| {nf.copy_changed:.4f} | {nf.changed_fraction:.4f} |",
+            f"| open loop, {report.horizon} steps | {ol.model_all:.5f} | {ol.copy_all:.5f} "
+            f"| {ol.model_changed:.4f} | {ol.copy_changed:.4f} | {ol.changed_fraction:.4f} |",
         ]
     )
-
-
-def write_section(markdown: str) -> None:
-    """Replace the text between the checks markers of docs/twm.md."""
-    text = DOC.read_text()
-    new = re.sub(
-        r"(<!-- BEGIN checks -->\n).*?(\n<!-- END checks -->)",
-        lambda m: m.group(1) + markdown + m.group(2),
-        text,
-        flags=re.S,
-    )
-    DOC.write_text(new)
 
 
 def main() -> None:
     """Parse arguments, run the check, print and record the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="Pong")
-    parser.add_argument("--frames", type=int, default=3000)
-    parser.add_argument("--updates", type=int, default=1500)
+    parser.add_argument("--frames", type=int, default=3000, help="random-policy agent steps")
+    parser.add_argument("--pretrain", type=int, default=500, help="observation-model updates")
+    parser.add_argument("--updates", type=int, default=1500, help="then world-model updates")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=8)
     parser.add_argument("--burn-in", type=int, default=1)
     parser.add_argument("--context", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=10)
+    parser.add_argument("--test-windows", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latents", type=int, default=32, help="categoricals = classes")
     parser.add_argument("--channels", type=int, default=16, help="CNN base channels")
@@ -197,7 +158,10 @@ def main() -> None:
     markdown = table(args, report, facts)
     print(markdown)
     if not args.no_write:
-        write_section(markdown)
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.report import write_section
+
+        write_section(f"checks-{args.game.lower()}", markdown, doc=DOC)
 
 
 if __name__ == "__main__":
