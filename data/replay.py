@@ -249,8 +249,9 @@ class ReplayBuffer:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> ReplayBuffer:
-        """Read a folder written by :meth:`save`."""
+    def load(cls, path: str | Path, capacity: int | None = None) -> ReplayBuffer:
+        """Read a folder written by :meth:`save`; ``capacity`` may enlarge the buffer (a resumed
+        run with a larger budget)."""
         from minari.serialization import deserialize_space
 
         path = Path(path)
@@ -259,9 +260,11 @@ class ReplayBuffer:
             raise DataError(f"{path}: not a seqrl replay buffer (no {STATE_FILE})")
         try:
             state = json.loads(state_file.read_text())
+            saved = int(state["capacity"])
+            num_envs = int(state["num_envs"])
             buffer = cls(
-                capacity=int(state["capacity"]),
-                num_envs=int(state["num_envs"]),
+                capacity=max(saved, capacity or 0),
+                num_envs=num_envs,
                 observation_space=deserialize_space(state["observation_space"]),
                 action_space=deserialize_space(state["action_space"]),
                 env_id=state.get("env_id"),
@@ -285,8 +288,13 @@ class ReplayBuffer:
         finals = iter(np.load(path / "final_observations.npy", allow_pickle=False))
         buffer._fill = fill
         buffer._begin = np.array(state["begin"], dtype=np.int64)
-        buffer._starts = [int(x) for x in state["starts"]]
-        buffer._ends = [int(x) for x in state["ends"]]
+        old_lane = saved // num_envs
+
+        def moved(flat: int) -> int:  # the same lane and offset in the (maybe larger) buffer
+            return (flat // old_lane) * buffer.lane + flat % old_lane if old_lane else flat
+
+        buffer._starts = [moved(int(x)) for x in state["starts"]]
+        buffer._ends = [moved(int(x) - 1) + 1 for x in state["ends"]]
         buffer._terminated = [bool(x) for x in state["terminated"]]
         buffer._finals = [next(finals) if has else None for has in state["has_final"]]
         buffer._version = int(state["data_version"])

@@ -181,7 +181,8 @@ def train_world_model_agent(
     if resume:
         ckpt = load_checkpoint(run.last_checkpoint, algo=algo)
         replay_dir = run.path / str(ckpt.extra["replay"])
-        replay = ReplayBuffer.load(replay_dir)
+        # a larger budget (--collect.steps on resume) needs a larger buffer
+        replay = ReplayBuffer.load(replay_dir, capacity=cfg.collect.steps + cfg.env.num_envs)
         replay.close_episodes()  # the envs restart: running episodes end truncated
         load_state(world_model, ckpt.state["world_model"], what="world model", path=ckpt.path)
         load_state(actor_critic, ckpt.state["actor_critic"], what="actor-critic", path=ckpt.path)

@@ -139,3 +139,17 @@ def test_close_episodes_ends_running_ones_truncated() -> None:
     assert not index.terminated[before:].any()
     fill(buffer, 1)  # the next step of each env starts a new episode
     assert buffer.episode_index().lengths[buffer.num_episodes :].tolist() == [1, 1, 1]
+
+
+def test_load_into_a_larger_buffer_continues_past_the_old_capacity(tmp_path: Path) -> None:
+    small = ReplayBuffer(capacity=30, num_envs=3, observation_space=OBS, action_space=ACT)
+    big = ReplayBuffer(capacity=60, num_envs=3, observation_space=OBS, action_space=ACT)
+    fill(small, 10), fill(big, 10)  # small's lanes are full now
+    small.save(tmp_path / "replay")
+    grown = ReplayBuffer.load(tmp_path / "replay", capacity=60)
+    assert grown.lane == 20
+    fill(grown, 8), fill(big, 8)  # beyond the saved capacity
+    a, b = grown.episode_index(), big.episode_index()
+    for key in ("starts", "ends", "terminated"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    np.testing.assert_array_equal(grown.observations, big.observations)

@@ -129,6 +129,10 @@ def test_kill_and_resume_continues_from_the_checkpoint(
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows]
     assert steps == sorted(steps)  # the log reads as one run
+    # a finished run continues with a larger budget: the replay buffer grows with it
+    assert run_cli(run, "--resume", "--collect.steps=360") == 0
+    result = json.loads((run / "result.json").read_text())
+    assert result["env_steps"] == 360 and result["updates"]["world_model"] == schedule.due(360)
 
 
 def test_resume_needs_run_dir_and_bad_key_is_usage_error(
