@@ -222,9 +222,13 @@ class SequenceSampler:
     """World-model sequences: ``burn_in`` context steps then ``seq_len`` training steps.
 
     The start ``t0`` of the ``seq_len`` part is drawn among the steps of an episode from which
-    ``seq_len`` steps fit (step 0 for a shorter episode); the window covers
-    ``[t0 - burn_in, t0 + seq_len)``. Slots before the episode start or after its end are padding.
-    ``extras["burn_in"]`` is True on the first ``burn_in`` slots.
+    ``seq_len`` steps fit (step 0 for a shorter episode), or with ``pad_end`` among all its steps;
+    the window covers ``[t0 - burn_in, t0 + seq_len)``. Slots before the episode start or after its
+    end are padding. ``extras["burn_in"]`` is True on the first ``burn_in`` slots.
+
+    Without ``pad_end`` an episode's last steps fall in fewer windows than its middle ones (the
+    final step in one window instead of ``seq_len``), so a world model rarely sees terminations;
+    with it every step is trained on equally often, as TWM and DreamerV3 sample.
 
     Args:
         source: a dataset or replay buffer.
@@ -232,6 +236,8 @@ class SequenceSampler:
         burn_in: context steps before them.
         weights: optional :class:`StartWeights` hook over candidate starts; default uniform.
         frame_stack: as in :class:`WindowSampler`.
+        pad_end: draw starts among every step of an episode; windows running past its end are
+            padded.
     """
 
     def __init__(
@@ -241,6 +247,7 @@ class SequenceSampler:
         burn_in: int = 0,
         weights: StartWeights | None = None,
         frame_stack: int = 1,
+        pad_end: bool = False,
     ) -> None:
         if seq_len < 1 or burn_in < 0:
             raise DataError(
@@ -251,11 +258,13 @@ class SequenceSampler:
         self.burn_in = burn_in
         self.weights = weights
         self.frame_stack = frame_stack
+        self.pad_end = pad_end
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> TrajectoryBatch:
         """``batch_size`` sequences of ``burn_in + seq_len`` slots."""
         index = self._cutter.index()
-        candidates = np.maximum(index.lengths - self.seq_len + 1, 1)  # starts per episode
+        fit = 1 if self.pad_end else self.seq_len
+        candidates = np.maximum(index.lengths - fit + 1, 1)  # starts per episode
         cum = np.cumsum(candidates)
         if self.weights is None:
             draw = rng.integers(0, int(cum[-1]), size=batch_size)

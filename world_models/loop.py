@@ -210,6 +210,7 @@ def train_world_model_agent(
             burn_in=spec.burn_in,
             weights=weights,
             frame_stack=frame_stack,
+            pad_end=True,  # episode ends (terminations) as often as any other step
         )
         for name, spec in specs.items()
     }

@@ -158,6 +158,23 @@ def test_sequences_with_burn_in_never_cross_episodes_unmasked() -> None:
     assert (~batch.mask[:, -1]).any()
 
 
+@pytest.mark.parametrize("pad_end", [False, True])
+def test_pad_end_trains_every_step_equally_often(pad_end: bool) -> None:
+    """With pad_end each step of an episode falls in seq_len windows; without, the last step in
+    one (a world model would rarely see terminations)."""
+    dataset = make_dataset((40,))
+    sampler = SequenceSampler(dataset, seq_len=8, pad_end=pad_end)
+    batch = sampler.sample(20_000, np.random.default_rng(0))
+    counts = np.bincount(batch.timesteps[batch.mask].numpy(), minlength=40)
+    middle, last = counts[20], counts[39]
+    if pad_end:
+        assert last == pytest.approx(middle, rel=0.15)
+        assert not bool(batch.mask[:, 0].logical_not().any())  # the trained part starts real
+        assert (~batch.mask[:, -1]).any()  # windows run past the end, padded
+    else:
+        assert last < middle / 4
+
+
 def test_sequence_weights_hook_counts_visits() -> None:
     dataset = make_dataset((10, 10))
     weights = VisitWeights(dataset.num_steps, temperature=20.0)
