@@ -104,19 +104,28 @@ def twm_cartpole() -> TWMAgentConfig:
 
 
 def twm_minatar() -> TWMAgentConfig:
-    """MinAtar Breakout as 64x64 grayscale frames: a small TWM for the CPU."""
-    from seqrl.agents.actor_critic import ac_small
+    """MinAtar Breakout as 64x64 grayscale frames: a small TWM for the CPU (the actor-critic as
+    ``twm-cartpole``'s, with a 10-step horizon)."""
     from seqrl.world_models.twm import twm_minatar as model
 
     return TWMAgentConfig(
         env=EnvConfig(id="MinAtar/Breakout-v1"),
         world_model=model(),
-        actor_critic=ac_small(),
+        actor_critic=ActorCriticConfig(
+            hidden_dims=(128, 128),
+            actor_lr=3e-4,
+            critic_lr=1e-3,
+            entropy_mode="bonus",
+            entropy_weight=1e-3,
+            horizon=10,
+            batch_size=128,
+            burn_in=1,
+        ),
         world_model_train=ComponentSchedule(start=1000, ratio=0.25, pretrain=200),
         actor_critic_train=ComponentSchedule(start=1000, ratio=0.25),
-        collect=CollectConfig(steps=20_000, prefill=1000, chunk=4, sampling="visits"),
-        eval=WMEvalConfig(every=2500, episodes=10, final_episodes=30),
-        loop=WMLoopConfig(log_every=500, checkpoint_every=5000, device="cpu"),
+        collect=CollectConfig(steps=6000, prefill=1000, chunk=4, sampling="visits"),
+        eval=WMEvalConfig(every=1000, episodes=10, final_episodes=30),
+        loop=WMLoopConfig(log_every=500, checkpoint_every=2000, device="cpu"),
     )
 
 

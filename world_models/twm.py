@@ -194,29 +194,30 @@ def twm_cartpole() -> TWMConfig:
 
 
 def twm_minatar() -> TWMConfig:
-    """MinAtar rendered as 64x64 grayscale frames: a narrow CNN and a small transformer."""
+    """MinAtar rendered as 64x64 grayscale frames: a narrow CNN and a small transformer, sized
+    for a few thousand env steps on 2 CPU cores."""
     return TWMConfig(
         obs=ObservationModelConfig(
-            kind="image", categoricals=16, classes=16, channels=16, hidden=(256,)
+            kind="image", categoricals=16, classes=16, channels=8, hidden=(128,)
         ),
         dynamics=DynamicsConfig(
             backbone=TransformerConfig(
-                width=128,
-                depth=3,
-                heads=4,
+                width=64,
+                depth=2,
+                heads=2,
                 ff="mlp",
                 activation="silu",
                 positions="rotary",
-                dropout=0.1,
+                dropout=0.0,
             ),
             memory=16,
-            z_head=(256, 256),
-            reward_head=(128, 128),
-            discount_head=(128, 128),
+            z_head=(128,),
+            reward_head=(64,),
+            discount_head=(64,),
         ),
         optim=WorldModelOptimConfig(lr=3e-4),
-        batch_size=32,
-        sequence_length=16,
+        batch_size=16,
+        sequence_length=8,
         burn_in=1,
     )
 
