@@ -146,11 +146,11 @@ class WorldModelAgent:
             self._rewards[i].append(float(rewards[i]))
         ended = np.asarray(dones, dtype=bool)
         if ended.any():
-            for i in np.flatnonzero(ended):
-                self._obs[i].clear()
-                self._actions[i].clear()
-                self._rewards[i].clear()
-                self._steps[i] = 0
+            for row in np.flatnonzero(ended).tolist():
+                self._obs[row].clear()
+                self._actions[row].clear()
+                self._rewards[row].clear()
+                self._steps[row] = 0
             if self._policy_state is not None:
                 self._policy_state = self.actor_critic.reset_rows(
                     self._policy_state, torch.from_numpy(ended).to(self.device)

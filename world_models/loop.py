@@ -155,7 +155,7 @@ def train_world_model_agent(
     rng = seed_everything(cfg.loop.seed)
     vec_env = make_vec_env(cfg.env, train=True)
     obs_space, act_space = vec_env.single_observation_space, vec_env.single_action_space
-    world_model = build_world_model(cfg.world_model, obs_space, act_space).to(device)
+    world_model: Any = build_world_model(cfg.world_model, obs_space, act_space).to(device)
     actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
     actor_critic.to(device)
     components = world_model.components()

@@ -602,10 +602,13 @@ class TWM(nn.Module):
         reward = self.reward_head(h).squeeze(-1)
         cont = torch.sigmoid(self.discount_head(h).squeeze(-1))
         z_next = self.obs_model.sample(self._z_logits(h), mode=state.mode)
-        pending = torch.stack((self.embed_r(reward[:, None]), self.embed_z(z_next)), dim=1)
+        pending: Tensor | None = torch.stack(
+            (self.embed_r(reward[:, None]), self.embed_z(z_next)), dim=1
+        )
         if self.cfg.policy_input == "z":
             features = z_next
         else:  # the policy needs the output at z_{t+1}: feed r_t, z_{t+1} now
+            assert pending is not None
             features = self._features(z_next, self.transformer(pending, cache=state.cache)[:, 1])
             pending = None
         next_state = TWMState(state.cache, z_next, state.mode, pending)
