@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from preset_tables import check_preset
 from seqrl.agents.train_dt import PRESETS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "dt.md"
@@ -21,20 +22,6 @@ def _table() -> tuple[list[str], list[list[str]]]:
     return header, [r for r in rows if "." in r[0] or r[0] in ("frame_stack", "train_context")]
 
 
-def _get(cfg: object, key: str) -> object:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _same(value: object, text: str) -> bool:
-    if isinstance(value, tuple):
-        return [float(v) for v in value] == [float(t) for t in text.split(",")]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) == float(text)
-    return str(value) == text
-
-
 HEADER, ROWS = _table()
 
 
@@ -47,13 +34,7 @@ def test_table_covers_every_preset() -> None:
 def test_preset_matches_the_cited_table(preset: str) -> None:
     cfg = PRESETS[preset]()
     column = HEADER.index(preset)
-    for row in ROWS:
-        if row[column] == "-":
-            continue
-        assert row[-1], f"{row[0]} has no source"
-        assert _same(_get(cfg, row[0]), row[column]), (
-            f"{preset}: {row[0]} = {_get(cfg, row[0])!r}, table says {row[column]}"
-        )
+    check_preset(cfg, ROWS, column)
 
 
 def test_minGPT_weight_decay_groups() -> None:

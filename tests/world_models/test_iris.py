@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from preset_tables import check_preset, table_rows
 from seqrl.agents.actor_critic import ActorCritic, ac_iris
 from seqrl.backbone import TransformerConfig
 from seqrl.errors import ConfigError
@@ -24,7 +25,6 @@ from seqrl.world_models.iris import (
 from seqrl.world_models.iris_tokenizer import LPIPS, TokenizerConfig, codebook_usage
 from seqrl.world_models.train_iris import PRESETS, iris_atari100k
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "iris.md"
 ACTIONS = 3
 HWC = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 
@@ -367,40 +367,11 @@ def test_max_len_must_hold_the_window() -> None:
 # The iris-atari100k preset equals the cited table in docs/iris.md
 
 
-def _table() -> list[list[str]]:
-    lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("| ")]
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("| key | iris-atari100k"))
-    rows = []
-    for ln in lines[start + 1 :]:
-        cells = [c.strip() for c in ln.strip("|").split("|")]
-        if cells[0] == "key" or len(cells) != 3:
-            break
-        if not cells[0].startswith("---"):
-            rows.append(cells)
-    return rows
-
-
-def _get(cfg: object, key: str) -> object:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _same(value: object, text: str) -> bool:
-    if isinstance(value, tuple):
-        return [float(v) for v in value] == [float(t) for t in text.split(",")]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) == float(text)
-    return str(value) == text
-
-
 def test_atari100k_preset_matches_the_cited_table() -> None:
-    rows = _table()
+    rows = table_rows("iris.md", "| key | iris-atari100k")
     assert len(rows) >= 60
     cfg = iris_atari100k()
-    for key, value, source in rows:
-        assert source, f"{key} has no source"
-        assert _same(_get(cfg, key), value), f"{key} = {_get(cfg, key)!r}, table says {value}"
+    check_preset(cfg, rows)
     assert cfg.env.id.startswith("ALE/")
     # the paper's epochs: 200 env steps each, 200 updates per started component per epoch
     for name, epochs in (("tokenizer", 5), ("world_model", 25), ("actor_critic", 50)):

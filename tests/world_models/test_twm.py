@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from preset_tables import check_preset, table_rows
 from seqrl.backbone import TransformerConfig
 from seqrl.checkpoint import load_checkpoint, load_state, save_checkpoint
 from seqrl.config import from_dict
@@ -24,7 +25,6 @@ from seqrl.world_models.twm import (
     twm_atari100k,
 )
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "twm.md"
 ACTIONS = 3
 
 
@@ -308,40 +308,10 @@ def test_learns_action_driven_dynamics_better_than_copying() -> None:
 # The twm-atari100k preset equals the cited table in docs/twm.md
 
 
-def _table() -> list[list[str]]:
-    lines = [ln for ln in DOC.read_text().splitlines() if ln.startswith("| ")]
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("| key | twm-atari100k"))
-    rows = []
-    for ln in lines[start + 1 :]:
-        cells = [c.strip() for c in ln.strip("|").split("|")]
-        if cells[0] == "key" or len(cells) != 3:
-            break
-        if not cells[0].startswith("---"):
-            rows.append(cells)
-    return rows
-
-
-def _get(cfg: object, key: str) -> object:
-    for part in key.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
-
-
-def _same(value: object, text: str) -> bool:
-    if isinstance(value, tuple):
-        return [float(v) for v in value] == [float(t) for t in text.split(",")]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) == float(text)
-    return str(value) == text
-
-
 def test_atari100k_preset_matches_the_cited_table() -> None:
-    rows = _table()
+    rows = table_rows("twm.md", "| key | twm-atari100k")
     assert len(rows) >= 25
-    cfg = twm_atari100k()
-    for key, value, source in rows:
-        assert source, f"{key} has no source"
-        assert _same(_get(cfg, key), value), f"{key} = {_get(cfg, key)!r}, table says {value}"
+    check_preset(twm_atari100k(), rows)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
