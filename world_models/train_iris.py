@@ -133,7 +133,7 @@ def register(registry: Any) -> None:
     register_command(
         registry,
         algo=ALGO,
-        help="train a IRIS world-model agent online",
+        help="train an IRIS world-model agent online",
         description=__doc__,
         config_class=IRISAgentConfig,
         presets=PRESETS,

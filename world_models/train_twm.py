@@ -73,28 +73,29 @@ def twm_atari100k() -> TWMAgentConfig:
     )
 
 
-def twm_cartpole() -> TWMAgentConfig:
-    """CartPole-v1 from the state vector: a small TWM that learns on 2 CPU cores.
+def _small_actor_critic(horizon: int, batch_size: int) -> ActorCriticConfig:
+    """TWM's actor-critic with 128 x 2 MLPs, faster learning rates and IRIS's plain entropy bonus
+    (TWM's thresholded term let the CartPole policy collapse early in a 6k-step trial)."""
+    return ActorCriticConfig(
+        hidden_dims=(128, 128),
+        actor_lr=3e-4,
+        critic_lr=1e-3,
+        entropy_mode="bonus",
+        entropy_weight=1e-3,
+        horizon=horizon,
+        batch_size=batch_size,
+        burn_in=1,
+    )
 
-    The actor-critic is TWM's with smaller MLPs (128 x 2), faster learning rates, IRIS's plain
-    entropy bonus (TWM's thresholded term let the policy collapse early in a 6k-step trial) and
-    the paper's one step of real context before imagination.
-    """
+
+def twm_cartpole() -> TWMAgentConfig:
+    """CartPole-v1 from the state vector: a small TWM that learns on 2 CPU cores."""
     from seqrl.world_models.twm import twm_cartpole as model
 
     return TWMAgentConfig(
         env=EnvConfig(id="CartPole-v1"),
         world_model=model(),
-        actor_critic=ActorCriticConfig(
-            hidden_dims=(128, 128),
-            actor_lr=3e-4,
-            critic_lr=1e-3,
-            entropy_mode="bonus",
-            entropy_weight=1e-3,
-            horizon=15,
-            batch_size=256,
-            burn_in=1,
-        ),
+        actor_critic=_small_actor_critic(horizon=15, batch_size=256),
         world_model_train=ComponentSchedule(start=500, ratio=0.5, pretrain=200),
         actor_critic_train=ComponentSchedule(start=500, ratio=0.5),
         collect=CollectConfig(steps=8000, prefill=500, chunk=4, sampling="visits"),
@@ -104,23 +105,13 @@ def twm_cartpole() -> TWMAgentConfig:
 
 
 def twm_minatar() -> TWMAgentConfig:
-    """MinAtar Breakout as 64x64 grayscale frames: a small TWM for the CPU (the actor-critic as
-    ``twm-cartpole``'s, with a 10-step horizon)."""
+    """MinAtar Breakout as 64x64 grayscale frames: a small TWM for the CPU."""
     from seqrl.world_models.twm import twm_minatar as model
 
     return TWMAgentConfig(
         env=EnvConfig(id="MinAtar/Breakout-v1"),
         world_model=model(),
-        actor_critic=ActorCriticConfig(
-            hidden_dims=(128, 128),
-            actor_lr=3e-4,
-            critic_lr=1e-3,
-            entropy_mode="bonus",
-            entropy_weight=1e-3,
-            horizon=10,
-            batch_size=128,
-            burn_in=1,
-        ),
+        actor_critic=_small_actor_critic(horizon=10, batch_size=128),
         world_model_train=ComponentSchedule(start=1000, ratio=0.25, pretrain=200),
         actor_critic_train=ComponentSchedule(start=1000, ratio=0.25),
         collect=CollectConfig(steps=6000, prefill=1000, chunk=4, sampling="visits"),
