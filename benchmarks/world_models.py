@@ -127,59 +127,28 @@ def build_setup(
 ) -> Setup:
     """Models, optimizers, a replay buffer of ``replay_steps`` random steps and the samplers."""
     from gymnasium import spaces
-    from seqrl.agents.actor_critic import ActorCritic
-    from seqrl.data import ReplayBuffer, SequenceSampler
+    from seqrl.data import ReplayBuffer
     from seqrl.training import seed_everything
+    from seqrl.world_models.loop import build_learner, make_samplers
 
     rng = seed_everything(seed)
     obs_space, act_space = observation_space(cfg.env), spaces.Discrete(6)
-    world_model = build_world_model(cfg.world_model, obs_space, act_space).to(device)
-    actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
-    actor_critic.to(device)
-    components = world_model.components()
-    specs = {n: world_model.training_spec(n) for n in components}
-    wm_optimizers = {
-        n: torch.optim.Adam(
-            components[n].parameters(),
-            lr=specs[n].lr,
-            eps=specs[n].eps,
-            weight_decay=specs[n].weight_decay,
-        )
-        for n in components
-    }
-    frame_stack = int(getattr(world_model, "frame_stack", 1))
+    learner = build_learner(cfg, obs_space, act_space, build_world_model, device)
     replay = ReplayBuffer(replay_steps + 1, 1, obs_space, act_space, env_id="synthetic")
     fill_replay(replay, replay_steps, rng)
-    weights = (
-        replay.visit_weights(cfg.collect.visit_temperature)
-        if cfg.collect.sampling == "visits"
-        else None
-    )
-    wm_samplers = {
-        n: SequenceSampler(
-            replay,
-            seq_len=s.seq_len,
-            burn_in=s.burn_in,
-            weights=weights,
-            frame_stack=frame_stack,
-        )
-        for n, s in specs.items()
-    }
-    ac_sampler = SequenceSampler(
-        replay, seq_len=1, burn_in=cfg.actor_critic.burn_in, frame_stack=frame_stack
-    )
+    wm_samplers, ac_sampler = make_samplers(learner, replay, cfg)
     return Setup(
         name=name,
         cfg=cfg,
-        world_model=world_model,
-        actor_critic=actor_critic,
-        components=components,
-        specs=specs,
-        wm_optimizers=wm_optimizers,
+        world_model=learner.world_model,
+        actor_critic=learner.actor_critic,
+        components=learner.components,
+        specs=learner.specs,
+        wm_optimizers=learner.wm_optimizers,
         wm_samplers=wm_samplers,
-        ac_optimizer=torch.optim.Adam(actor_critic.param_groups()),
+        ac_optimizer=learner.ac_optimizer,
         ac_sampler=ac_sampler,
-        frame_stack=frame_stack,
+        frame_stack=learner.frame_stack,
         obs_space=obs_space,
         device=device,
     )
@@ -328,13 +297,6 @@ def acting_times(
 # --- uncached imagination (the peer) -------------------------------------------------------------
 
 
-def _sample_actions(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """As ``imagination._sample``: actions ``(B,)`` and their log-probabilities."""
-    log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    actions = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
-    return actions, log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-
-
 @torch.no_grad()
 def imagine_uncached(
     wm: Any, ac: Any, context: Any, horizon: int, *, temperature: float = 1.0
@@ -348,6 +310,8 @@ def imagine_uncached(
     only needed when the policy reads the transformer output (``policy_input = z_h``).
     Returns time-major ``features`` (H + 1, B, F), ``actions``, ``rewards``, ``continues`` (H, B).
     """
+    from seqrl.world_models.imagination import sample_actions
+
     was_training = wm.training
     wm.eval()
     try:
@@ -373,7 +337,7 @@ def imagine_uncached(
         ones = torch.ones(b, 3, dtype=torch.bool, device=token_mask.device)
         for _ in range(horizon):
             logits, _, policy_state = ac.step(feature, policy_state)
-            action, _ = _sample_actions(logits, temperature)
+            action, _ = sample_actions(logits, temperature)
             tokens = torch.cat((tokens, wm.embed_a(action.long())[:, None]), dim=1)
             token_mask = torch.cat((token_mask, ones[:, :1]), dim=1)
             h = wm.transformer(tokens, padding_mask=token_mask if padded else None)[:, -1]
@@ -408,7 +372,7 @@ def imagine_cached(
 ) -> dict[str, torch.Tensor]:
     """``imagine``'s rollout through ``imagine_start``/``imagine_step`` (same draws), optionally
     with an unbounded KV cache instead of the preset's memory."""
-    from seqrl.world_models.imagination import imagine
+    from seqrl.world_models.imagination import imagine, sample_actions
 
     if not unbounded:
         r = imagine(wm, ac, context, horizon)
@@ -428,7 +392,7 @@ def imagine_cached(
         features, actions, rewards, continues = [feature], [], [], []
         for _ in range(horizon):
             logits, _, policy_state = ac.step(feature, policy_state)
-            action, _ = _sample_actions(logits, 1.0)
+            action, _ = sample_actions(logits, 1.0)
             state, out = wm.imagine_step(state, action)
             feature = out.features
             features.append(feature)

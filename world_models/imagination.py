@@ -59,7 +59,7 @@ class ImaginedRollout:
         return int(self.actions.shape[1])
 
 
-def _sample(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_actions(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Actions ``(B,)`` from logits ``(B, A)`` at ``temperature`` (0: greedy) and their log-probs."""
     if temperature == 0:
         actions = logits.argmax(-1)
@@ -108,7 +108,7 @@ def imagine(
         features, actions, log_probs, rewards, continues = [feature], [], [], [], []
         for _ in range(horizon):
             logits, _, policy_state = actor_critic.step(feature, policy_state)
-            action, log_prob = _sample(logits, temperature)
+            action, log_prob = sample_actions(logits, temperature)
             wm_state, out = world_model.imagine_step(wm_state, action)
             feature = out.features
             features.append(feature)

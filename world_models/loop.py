@@ -121,8 +121,85 @@ class LoopResult:
     cpu_time: float
 
 
-def _adam(params: Any, spec: TrainingSpec) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=spec.lr, eps=spec.eps, weight_decay=spec.weight_decay)
+@dataclass
+class Learner:
+    """The trainable parts of a world-model agent and their optimizers, as the loop builds them."""
+
+    world_model: Any
+    actor_critic: Any
+    components: dict[str, torch.nn.Module]
+    specs: dict[str, TrainingSpec]
+    wm_optimizers: dict[str, torch.optim.Optimizer]
+    ac_optimizer: torch.optim.Optimizer
+    frame_stack: int
+
+
+def build_learner(
+    cfg: Any,
+    observation_space: Any,
+    action_space: Any,
+    build_world_model: Callable[[Any, Any, Any], torch.nn.Module],
+    device: torch.device,
+) -> Learner:
+    """World model, actor-critic, each component's Adam (its ``TrainingSpec``) and the
+    actor-critic's Adam (its parameter groups)."""
+    from seqrl.agents.actor_critic import ActorCritic
+
+    world_model: Any = build_world_model(cfg.world_model, observation_space, action_space)
+    world_model.to(device)
+    actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
+    actor_critic.to(device)
+    components = world_model.components()
+    specs = {name: world_model.training_spec(name) for name in components}
+    optimizers: dict[str, torch.optim.Optimizer] = {
+        name: torch.optim.Adam(
+            module.parameters(),
+            lr=specs[name].lr,
+            eps=specs[name].eps,
+            weight_decay=specs[name].weight_decay,
+        )
+        for name, module in components.items()
+    }
+    return Learner(
+        world_model=world_model,
+        actor_critic=actor_critic,
+        components=components,
+        specs=specs,
+        wm_optimizers=optimizers,
+        ac_optimizer=torch.optim.Adam(actor_critic.param_groups()),
+        frame_stack=int(getattr(world_model, "frame_stack", 1)),
+    )
+
+
+def make_samplers(learner: Learner, replay: Any, cfg: Any) -> tuple[dict[str, Any], Any]:
+    """Each component's sequence sampler over ``replay`` and the actor-critic's context sampler.
+
+    World-model sequences may start at any step and run past the episode's end (``pad_end``), so
+    episode ends (terminations) are trained on as often as any other step; with
+    ``collect.sampling=visits`` they follow TWM's visit-count weights.
+    """
+    from seqrl.data import SequenceSampler
+
+    weights = (
+        replay.visit_weights(cfg.collect.visit_temperature)
+        if cfg.collect.sampling == "visits"
+        else None
+    )
+    wm_samplers = {
+        name: SequenceSampler(
+            replay,
+            seq_len=spec.seq_len,
+            burn_in=spec.burn_in,
+            weights=weights,
+            frame_stack=learner.frame_stack,
+            pad_end=True,
+        )
+        for name, spec in learner.specs.items()
+    }
+    ac_sampler = SequenceSampler(
+        replay, seq_len=1, burn_in=cfg.actor_critic.burn_in, frame_stack=learner.frame_stack
+    )
+    return wm_samplers, ac_sampler
 
 
 def train_world_model_agent(
@@ -143,7 +220,6 @@ def train_world_model_agent(
     ``<component>_train`` for each of ``world_model.components()`` (TWM: ``world_model_train``)
     and ``actor_critic_train``, ``collect``, ``eval`` and ``loop``.
     """
-    from seqrl.agents.actor_critic import ActorCritic
     from seqrl.agents.baselines import RandomAgent
     from seqrl.data import ReplayBuffer, SequenceSampler
     from seqrl.envs import Collector, evaluate, make_vec_env
@@ -155,16 +231,13 @@ def train_world_model_agent(
     rng = seed_everything(cfg.loop.seed)
     vec_env = make_vec_env(cfg.env, train=True)
     obs_space, act_space = vec_env.single_observation_space, vec_env.single_action_space
-    world_model: Any = build_world_model(cfg.world_model, obs_space, act_space).to(device)
-    actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
-    actor_critic.to(device)
-    components = world_model.components()
+    learner = build_learner(cfg, obs_space, act_space, build_world_model, device)
+    world_model, actor_critic = learner.world_model, learner.actor_critic
+    components, specs = learner.components, learner.specs
+    wm_optimizers, ac_optimizer = learner.wm_optimizers, learner.ac_optimizer
+    frame_stack = learner.frame_stack
     schedules = {name: _schedule(cfg, name) for name in components}
-    specs = {name: world_model.training_spec(name) for name in components}
-    wm_optimizers = {name: _adam(components[name].parameters(), specs[name]) for name in components}
     ac_cfg = cfg.actor_critic
-    ac_optimizer = torch.optim.Adam(actor_critic.param_groups())
-    frame_stack = int(getattr(world_model, "frame_stack", 1))
 
     replay = ReplayBuffer(
         capacity=cfg.collect.steps + cfg.env.num_envs,
@@ -198,23 +271,7 @@ def train_world_model_agent(
         train_returns = list(ckpt.extra.get("train_returns", []))
         cpu_before = float(ckpt.extra.get("cpu_s", 0.0))
 
-    weights = (
-        replay.visit_weights(cfg.collect.visit_temperature)
-        if cfg.collect.sampling == "visits"
-        else None
-    )
-    wm_samplers = {
-        name: SequenceSampler(
-            replay,
-            seq_len=spec.seq_len,
-            burn_in=spec.burn_in,
-            weights=weights,
-            frame_stack=frame_stack,
-            pad_end=True,  # episode ends (terminations) as often as any other step
-        )
-        for name, spec in specs.items()
-    }
-    ac_sampler = SequenceSampler(replay, seq_len=1, burn_in=ac_cfg.burn_in, frame_stack=frame_stack)
+    wm_samplers, ac_sampler = make_samplers(learner, replay, cfg)
     collector = Collector(vec_env, seed=cfg.env.seed + env_steps)
     offset = env_steps - collector.steps
     random_agent = RandomAgent(act_space, seed=cfg.loop.seed + env_steps)
