@@ -3,9 +3,13 @@
 A world model takes part by offering two methods (TWM and IRIS both do):
 
 - ``reconstruct(observations (..., *obs)) -> (..., *obs)``: through its latent and back;
-- ``predict(context: TrajectoryBatch, actions (B, H), horizon) -> (B, H, *obs)``: burn in on the
-  context, then feed the given real actions open-loop (no real observations after the context)
-  and decode each imagined step. ``actions[:, 0]`` is taken at the context's last step.
+- ``predict(context: TrajectoryBatch, actions (B, H), horizon, *, samples=0) -> (B, H, *obs)``:
+  burn in on the context, then feed the given real actions open-loop (no real observations after
+  the context) and decode each imagined step. ``actions[:, 0]`` is taken at the context's last
+  step. ``samples = 0`` follows the most likely latents; ``samples = N`` averages the decoded
+  frames of N sampled rollouts (the predictive mean, which a squared error rewards: where the
+  model is unsure, the most likely frame is a confident guess, the mean hedges as copying does).
+  A model that cannot sample may leave the keyword out; it is passed only when N > 0.
 
 Errors are mean squared errors on the [0, 1] pixel scale (uint8 frames are divided by 255;
 predictions are clamped to [0, 1] for images). For stacked frames (C, H, W) only the newest frame
@@ -38,8 +42,11 @@ class PredictiveWorldModel(Protocol):
         """(..., *obs) -> (..., *obs) through the latent."""
         ...
 
-    def predict(self, context: TrajectoryBatch, actions: Tensor, horizon: int) -> Tensor:
-        """Open-loop observations (B, horizon, *obs) after the context, given real actions."""
+    def predict(
+        self, context: TrajectoryBatch, actions: Tensor, horizon: int, *, samples: int = 0
+    ) -> Tensor:
+        """Open-loop observations (B, horizon, *obs) after the context, given real actions
+        (``samples``: 0 most likely latents, N the mean of N sampled rollouts)."""
         ...
 
 
@@ -71,6 +78,9 @@ class WorldModelReport:
     next_frame: PredictionErrors
     open_loop: PredictionErrors
     horizon: int
+    samples: int = 0  # rollouts averaged in the *_mean rows (0: none computed)
+    next_frame_mean: PredictionErrors | None = None
+    open_loop_mean: PredictionErrors | None = None
 
 
 def _as_float(x: Tensor, images: bool) -> Tensor:
@@ -132,10 +142,16 @@ def reconstruction_error(
 
 @torch.no_grad()
 def open_loop_errors(
-    world_model: PredictiveWorldModel, batch: TrajectoryBatch, context: int, horizon: int
+    world_model: PredictiveWorldModel,
+    batch: TrajectoryBatch,
+    context: int,
+    horizon: int,
+    *,
+    samples: int = 0,
 ) -> PredictionErrors:
     """Predict steps ``context .. context + horizon - 1`` from the first ``context`` steps and the
     real actions; compare the newest frames with the last context frame copied forward.
+    ``samples`` as in ``predict`` (0: most likely latents; N: mean of N sampled rollouts).
 
     Every row must be real on all ``context + horizon`` slots it uses.
     """
@@ -148,7 +164,9 @@ def open_loop_errors(
     stacked = bool(getattr(world_model, "stacked_frames", False))
     images = obs.dtype == torch.uint8
     actions = batch.actions[:, context - 1 : context - 1 + horizon]
-    predicted = world_model.predict(_slice(batch, 0, context), actions, horizon)
+    # models without sampling need not take the keyword (most likely latents only)
+    extra = {"samples": samples} if samples else {}
+    predicted = world_model.predict(_slice(batch, 0, context), actions, horizon, **extra)
     actual = obs[:, context : context + horizon]
     previous = obs[:, context - 1 : context]
     return compare_with_copy(
@@ -160,19 +178,32 @@ def open_loop_errors(
 
 
 def next_frame_errors(
-    world_model: PredictiveWorldModel, batch: TrajectoryBatch, context: int
+    world_model: PredictiveWorldModel, batch: TrajectoryBatch, context: int, *, samples: int = 0
 ) -> PredictionErrors:
     """One-step prediction of step ``context`` from the steps before it (see open_loop_errors)."""
-    return open_loop_errors(world_model, batch, context, 1)
+    return open_loop_errors(world_model, batch, context, 1, samples=samples)
 
 
 def evaluate_world_model(
-    world_model: PredictiveWorldModel, batch: TrajectoryBatch, context: int, horizon: int = 10
+    world_model: PredictiveWorldModel,
+    batch: TrajectoryBatch,
+    context: int,
+    horizon: int = 10,
+    *,
+    samples: int = 0,
 ) -> WorldModelReport:
-    """Reconstruction, next-frame and ``horizon``-step open-loop errors on held-out ``batch``."""
-    return WorldModelReport(
+    """Reconstruction, next-frame and ``horizon``-step open-loop errors on held-out ``batch``
+    (most likely latents); with ``samples = N`` also those of the mean of N sampled rollouts."""
+    report = WorldModelReport(
         reconstruction=reconstruction_error(world_model, batch.observations, batch.mask),
         next_frame=next_frame_errors(world_model, batch, context),
         open_loop=open_loop_errors(world_model, batch, context, horizon),
         horizon=horizon,
     )
+    if samples > 0:
+        report.samples = samples
+        report.next_frame_mean = next_frame_errors(world_model, batch, context, samples=samples)
+        report.open_loop_mean = open_loop_errors(
+            world_model, batch, context, horizon, samples=samples
+        )
+    return report

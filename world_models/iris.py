@@ -395,18 +395,28 @@ class IRIS(nn.Module):
         return self.tokenizer.observations(frames)
 
     @torch.no_grad()
-    def predict(self, context: TrajectoryBatch, actions: Tensor, horizon: int) -> Tensor:
+    def predict(
+        self, context: TrajectoryBatch, actions: Tensor, horizon: int, *, samples: int = 0
+    ) -> Tensor:
         """Open-loop prediction (B, horizon, *obs_shape) of the observations after the context.
 
-        ``actions`` (B, horizon): ``actions[:, 0]`` is taken at the context's last step. Tokens
-        are the most likely ones (argmax), whatever ``sampling`` says.
+        ``actions`` (B, horizon): ``actions[:, 0]`` is taken at the context's last step.
+        ``samples = 0``: the most likely tokens (argmax), whatever ``sampling`` says;
+        ``samples = N``: the mean of the decoded frames of N rollouts with sampled tokens (the
+        model's predictive mean).
         """
-        state, _ = self.imagine_start(context)
-        frames = []
-        for j in range(horizon):
-            state, step = self._step(state, actions[:, j], argmax=True)
-            frames.append(step.features)
-        return self.tokenizer.observations(torch.stack(frames, dim=1))
+        runs = max(samples, 1)
+        total: Tensor | None = None
+        for _ in range(runs):
+            state, _ = self.imagine_start(context)
+            frames = []
+            for j in range(horizon):
+                state, step = self._step(state, actions[:, j], argmax=samples == 0)
+                frames.append(step.features)
+            run = torch.stack(frames, dim=1)
+            total = run if total is None else total + run
+        assert total is not None
+        return self.tokenizer.observations(total / runs)
 
 
 def build_world_model(

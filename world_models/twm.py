@@ -624,18 +624,28 @@ class TWM(nn.Module):
         return self.obs_model.decode(z)
 
     @torch.no_grad()
-    def predict(self, context: TrajectoryBatch, actions: Tensor, horizon: int) -> Tensor:
+    def predict(
+        self, context: TrajectoryBatch, actions: Tensor, horizon: int, *, samples: int = 0
+    ) -> Tensor:
         """Open-loop prediction (B, horizon, *obs_shape) of the observations after the context.
 
         ``actions`` (B, horizon): ``actions[:, 0]`` is taken at the context's last step, each
-        later one at the imagined step before. Latents are the most likely classes.
+        later one at the imagined step before. ``samples = 0``: the most likely latents;
+        ``samples = N``: the mean of the decoded frames of N rollouts with sampled latents (the
+        model's predictive mean, the prediction with the lowest expected squared error).
         """
-        state, _ = self._start(context, mode=True)
-        frames = []
-        for k in range(horizon):
-            state, _ = self.imagine_step(state, actions[:, k])
-            frames.append(self.obs_model.decode(state.z))
-        return torch.stack(frames, dim=1)
+        runs = max(samples, 1)
+        total: Tensor | None = None
+        for _ in range(runs):
+            state, _ = self._start(context, mode=samples == 0)
+            frames = []
+            for k in range(horizon):
+                state, _ = self.imagine_step(state, actions[:, k])
+                frames.append(self.obs_model.decode(state.z))
+            run = torch.stack(frames, dim=1)
+            total = run if total is None else total + run
+        assert total is not None
+        return total / runs
 
 
 def _burn_in_steps(batch: TrajectoryBatch) -> int:

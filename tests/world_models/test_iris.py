@@ -324,6 +324,20 @@ def test_sampled_imagination_varies_with_the_seed() -> None:
     assert not torch.equal(runs[0], runs[1])
 
 
+def test_predict_with_samples_averages_sampled_rollouts() -> None:
+    """``predict(samples=N)``: the mean of N rollouts with sampled tokens, in draw order."""
+    model = tiny_model(sampling="argmax").eval()  # argmax imagination; predict samples anyway
+    context = make_batch(b=4, t=2)
+    actions = torch.randint(0, ACTIONS, (4, 2), generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    mean = model.predict(context, actions, 2, samples=3)
+    torch.manual_seed(0)
+    runs = [model.predict(context, actions, 2, samples=1) for _ in range(3)]
+    assert torch.allclose(mean, torch.stack(runs).mean(0), atol=1e-6)
+    assert not torch.equal(runs[0], runs[1])
+    assert mean.shape == model.predict(context, actions, 2).shape == (4, 2, 64, 64, 3)
+
+
 def test_save_load_round_trip(tmp_path: Path) -> None:
     model = tiny_model(sampling="argmax").eval()
     overfit(model.tokenizer, make_batch(b=4, t=1), steps=3, lr=3e-3)

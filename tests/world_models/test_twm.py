@@ -298,10 +298,31 @@ def test_learns_action_driven_dynamics_better_than_copying() -> None:
         out.total.backward()
         opt.step()
     model.eval()
-    report = evaluate_world_model(model, walks(64, 8), context=4, horizon=4)
+    report = evaluate_world_model(model, walks(64, 8), context=4, horizon=4, samples=8)
     assert report.reconstruction < 0.02, report
     assert report.next_frame.beats_copy, report
     assert report.open_loop.beats_copy, report
+    # the predictive mean of 8 sampled rollouts, scored on the same windows, also beats copying
+    assert report.samples == 8 and report.next_frame_mean is not None, report
+    assert report.next_frame_mean.beats_copy and report.open_loop_mean.beats_copy, report
+    assert report.next_frame_mean.copy_all == report.next_frame.copy_all
+
+
+def test_predict_with_samples_averages_sampled_rollouts() -> None:
+    """``predict(samples=N)`` is the mean of N rollouts with sampled latents (in the order the
+    random draws are made); ``samples=0`` follows the most likely latents."""
+    model = make_model("image", "z").eval()
+    context = make_batch("image", b=3, t=4)
+    actions = torch.randint(0, ACTIONS, (3, 3))
+    torch.manual_seed(0)
+    mean = model.predict(context, actions, 3, samples=4)
+    torch.manual_seed(0)
+    runs = [model.predict(context, actions, 3, samples=1) for _ in range(4)]
+    assert torch.allclose(mean, torch.stack(runs).mean(0), atol=1e-6)
+    assert not torch.equal(runs[0], runs[1])  # the rollouts are sampled
+    mode = model.predict(context, actions, 3)
+    assert torch.equal(mode, model.predict(context, actions, 3))  # deterministic
+    assert mean.shape == mode.shape == (3, 3, 2, 64, 64)
 
 
 # --------------------------------------------------------------------------------------------

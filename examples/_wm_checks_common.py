@@ -1,0 +1,144 @@
+"""The parts of the world-model checks on real ALE frames that every model shares.
+
+Used by ``examples/twm_checks.py`` and ``examples/iris_checks.py`` (imported through their own
+folder on ``sys.path``; examples are scripts, not package code): random-policy train and held-out
+datasets of a named game, held-out windows that lie inside one episode, and the markdown of a
+:class:`~seqrl.world_models.evaluation.WorldModelReport` for a ``checks-<game>`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from seqrl.agents.baselines import RandomAgent
+from seqrl.data import DatasetMetadata, SequenceSampler, TrajectoryDataset
+from seqrl.envs import EnvConfig, atari_preset, make_vec_env, rollout
+from seqrl.types import TrajectoryBatch
+from seqrl.world_models.evaluation import WorldModelReport
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root (docs/ and benchmarks/ live there)."""
+
+
+def collect(
+    game: str, frames: int, seed: int, preset: str
+) -> tuple[TrajectoryDataset, TrajectoryDataset]:
+    """Uniform random-policy steps of ``ALE/<game>-v5`` under the Atari protocol ``preset`` with
+    single frames (``frame_stack=1``): ``int(0.8 * frames)`` steps for training (seed ``seed``)
+    and the rest held out (episodes of seed ``seed + 1000``)."""
+    atari = dataclasses.replace(atari_preset(preset), frame_stack=1)
+    vec = make_vec_env(EnvConfig(id=f"ALE/{game}-v5", atari=atari), train=True)
+    agent = RandomAgent(vec.single_action_space, seed=seed)
+    train = rollout(agent, vec, steps=int(0.8 * frames), seed=seed)
+    test = rollout(agent, vec, steps=frames - int(0.8 * frames), seed=seed + 1000)
+    spaces = {
+        "observation_space": vec.single_observation_space,
+        "action_space": vec.single_action_space,
+    }
+    vec.close()
+    return tuple(  # type: ignore[return-value]
+        TrajectoryDataset.from_trajectories(
+            part, DatasetMetadata(name=name, env_id=f"ALE/{game}-v5", **spaces)
+        )
+        for name, part in (("train", train), ("test", test))
+    )
+
+
+def held_out_windows(
+    test: TrajectoryDataset, window: int, count: int, rng: np.random.Generator
+) -> TrajectoryBatch:
+    """``count`` windows of ``window`` steps drawn from ``test``, keeping only those that lie
+    inside one episode (every slot real); the batch may hold fewer than ``count`` rows."""
+    held_out = SequenceSampler(test, seq_len=window).sample(count, rng)
+    keep = held_out.mask.all(dim=1)
+    return dataclasses.replace(
+        held_out,
+        **{
+            f.name: getattr(held_out, f.name)[keep]
+            for f in dataclasses.fields(held_out)
+            if f.name != "extras"
+        },
+        extras={k: v[keep] for k, v in held_out.extras.items()},
+    )
+
+
+def report_markdown(
+    command: str,
+    seed: int,
+    facts: dict[str, float],
+    context: int,
+    horizon: int,
+    report: WorldModelReport,
+) -> str:
+    """The command and facts line, then the table of next-frame and open-loop errors against
+    the copy-the-previous-frame baseline (and of the mean of sampled rollouts when the report has
+    them, ``report.samples > 0``). ``facts`` holds ``train_frames``, ``test_windows`` and
+    ``train_seconds``; the load average is read now."""
+    nf, ol = report.next_frame, report.open_loop
+    load = os.getloadavg()[0]
+    rows = [
+        ("next frame", nf),
+        (f"open loop, {report.horizon} steps", ol),
+    ]
+    if report.next_frame_mean is not None and report.open_loop_mean is not None:
+        rows += [
+            (f"next frame, mean of {report.samples} samples", report.next_frame_mean),
+            (f"open loop, {report.horizon} steps, mean of {report.samples}", report.open_loop_mean),
+        ]
+    return "\n".join(
+        [
+            f"`{command}` (seed {seed}; {facts['train_frames']:.0f} training frames, "
+            f"{facts['test_windows']:.0f} held-out windows of {context} context + "
+            f"{horizon} steps; training {facts['train_seconds']:.0f} s on the CPU, load "
+            f"average {load:.1f}). Mean squared error on the [0, 1] pixel scale; reconstruction "
+            f"error of the held-out frames is {report.reconstruction:.5f}.",
+            "",
+            "| prediction | model, all pixels | copy, all pixels | model, changed pixels "
+            "| copy, changed pixels | changed share |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {label} | {e.model_all:.5f} | {e.copy_all:.5f} | {e.model_changed:.4f} "
+                f"| {e.copy_changed:.4f} | {e.changed_fraction:.4f} |"
+                for label, e in rows
+            ),
+        ]
+    )
+
+
+def write_checks_section(game: str, markdown: str, doc: Path) -> None:
+    """Replace (or append) the section ``checks-<game>`` of ``doc`` with ``markdown``."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.report import write_section
+
+    write_section(f"checks-{game.lower()}", markdown, doc=doc)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every check shares: the game and its data, the held-out windows, the seed,
+    ``--samples`` (predictive-mean rows) and ``--no-write``."""
+    parser.add_argument("--game", default="Pong")
+    parser.add_argument("--frames", type=int, default=3000, help="random-policy agent steps")
+    parser.add_argument("--context", type=int, default=8, help="real steps before a prediction")
+    parser.add_argument("--horizon", type=int, default=10, help="open-loop steps")
+    parser.add_argument("--test-windows", type=int, default=200, help="held-out windows drawn")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=0,
+        help="also score the mean of this many sampled rollouts (the predictive mean)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+
+
+def publish(args: argparse.Namespace, markdown: str, doc: Path) -> None:
+    """Print the section and, unless ``--no-write``, record it in ``doc``."""
+    print(markdown)
+    if not args.no_write:
+        write_checks_section(args.game, markdown, doc)

@@ -1,0 +1,239 @@
+"""IRIS's CPU checks on real ALE frames (issue 8): tokenizer, next-frame and open-loop error.
+
+Plays a named game with a uniform random policy through seqrl's env layer (IRIS's Atari protocol,
+``atari_preset("iris")``: frame skip 4 with max-pooling, 64x64 RGB, one frame per observation),
+trains a small IRIS on 80% of the steps with seqrl's sampler and update step, and evaluates on
+held-out windows of the other 20% (episodes from other seeds) against the copy-the-previous-frame
+baseline, over all pixels and over the pixels that change (``seqrl.world_models.evaluation``),
+plus the tokenizer's codebook usage on the held-out frames. The schedule follows IRIS's
+(``config/trainer.yaml``: the tokenizer starts 20 epochs before the world model, then both train
+the same number of steps per epoch): first ``--tokenizer-updates`` tokenizer updates alone, then
+``--updates`` world-model updates, each preceded by ``--tokenizer-ratio`` tokenizer updates
+(1: the paper's; 0 freezes the tokenizer). Writes the table into the ``checks-<game>`` section of
+``docs/iris.md``::
+
+    python examples/iris_checks.py --game Pong --frames 3000 --tokenizer-updates 1000 --updates 1500
+
+Model sizes (defaults): a tokenizer of 16 base channels with ``channel_mult`` (1, 1, 2, 2, 4)
+(a 4x4 grid of 16 tokens), one residual block per level, no attention, 512 codes of dimension 64
+(0.88 M parameters; the paper's: 64 channels, 2 blocks, attention at 8 and 16); a GPT of 3 layers
+of width 128 over 20 frames x 17 tokens (0.82 M; the paper's: 10 layers of 256); batches of 32
+frames and 8 sequences of 20 frames (the paper: 256 and 64). Roughly 40 minutes of one thread on
+the loaded 2-core machine with the command above (no perceptual loss: see ``docs/iris.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from seqrl.backbone import TransformerConfig
+from seqrl.data import SequenceSampler, TrajectoryDataset
+from seqrl.training import seed_everything, update
+from seqrl.world_models.evaluation import WorldModelReport, evaluate_world_model
+from seqrl.world_models.iris import IRIS, DynamicsConfig, IRISConfig, build_world_model
+from seqrl.world_models.iris_tokenizer import PERCEPTUAL_NOTE, TokenizerConfig, codebook_usage
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _wm_checks_common import (  # noqa: E402
+    ROOT,
+    add_common_arguments,
+    collect,
+    held_out_windows,
+    publish,
+    report_markdown,
+)
+
+DOC = ROOT / "docs" / "iris.md"
+
+SHOWN = ("loss", "reconstruction_loss", "codebook_used", "obs_loss", "obs_accuracy")
+
+
+def small_iris(args: argparse.Namespace) -> IRISConfig:
+    """A small IRIS: a narrow convolutional tokenizer and a 3-layer GPT (sizes from ``args``)."""
+    return IRISConfig(
+        tokenizer=TokenizerConfig(
+            vocab_size=args.vocab,
+            embed_dim=args.embed_dim,
+            channels=args.channels,
+            channel_mult=(1, 1, 2, 2, 4),
+            res_blocks=1,
+            attn_resolutions=(),
+            z_channels=args.embed_dim,
+            norm_groups=8,
+            batch_size=args.tokenizer_batch_size,
+            lr=args.tokenizer_lr,
+        ),
+        dynamics=DynamicsConfig(
+            backbone=TransformerConfig(
+                width=args.width,
+                depth=args.depth,
+                heads=4,
+                ff="mlp",
+                activation="gelu",
+                positions="learned",
+                max_len=args.seq_len * 17,
+                dropout=0.1,
+                attn_dropout=0.1,
+            ),
+            sequence_length=args.seq_len,
+            batch_size=args.batch_size,
+            lr=args.lr,
+        ),
+    )
+
+
+def parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _adam(model: IRIS, name: str) -> tuple[torch.optim.Optimizer, float | None]:
+    spec = model.training_spec(name)
+    params = model.components()[name].parameters()
+    opt = torch.optim.Adam(params, lr=spec.lr, eps=spec.eps, weight_decay=spec.weight_decay)
+    return opt, spec.clip_norm
+
+
+def held_out_codebook(model: IRIS, test: TrajectoryDataset) -> tuple[int, float, float]:
+    """(frames, fraction of the codes used, perplexity) of the tokens of every held-out frame."""
+    obs = torch.from_numpy(np.concatenate([np.asarray(t.observations) for t in test]))
+    tokens = torch.cat(
+        [model.tokenizer.encode(model.tokenizer.frames(chunk)) for chunk in obs.split(256)]
+    )
+    used, perplexity = codebook_usage(tokens, model.cfg.tokenizer.vocab_size)
+    return int(obs.shape[0]), used, perplexity
+
+
+def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
+    """Collect, train the tokenizer then the world model, evaluate; the report and run facts."""
+    rng = seed_everything(args.seed)
+    start = time.time()
+    train, test = collect(args.game, args.frames, args.seed, preset="iris")
+    meta = train.metadata
+    model = build_world_model(small_iris(args), meta.observation_space, meta.action_space)
+    print(PERCEPTUAL_NOTE, flush=True)
+    sizes = {name: parameters(part) for name, part in model.components().items()}
+    print(f"parameters: {sizes}", flush=True)
+    tok_opt, tok_clip = _adam(model, "tokenizer")
+    wm_opt, wm_clip = _adam(model, "world_model")
+    tok_spec, wm_spec = model.training_spec("tokenizer"), model.training_spec("world_model")
+    frames = SequenceSampler(train, seq_len=tok_spec.seq_len, burn_in=tok_spec.burn_in)
+    sequences = SequenceSampler(train, seq_len=wm_spec.seq_len, burn_in=wm_spec.burn_in)
+    model.train()
+    train_start = time.time()
+    tok_done, tok_due = 0, float(args.tokenizer_updates)
+
+    def tokenizer_update() -> dict[str, float]:
+        nonlocal tok_done
+        batch = frames.sample(tok_spec.batch_size, rng)
+        tok_done += 1
+        return update(model.tokenizer.loss, batch, tok_opt, clip_norm=tok_clip)
+
+    for step in range(args.tokenizer_updates):
+        metrics = tokenizer_update()
+        if step % 100 == 0:
+            shown = {k: round(v, 4) for k, v in metrics.items() if k in SHOWN}
+            print(f"tokenizer update {step}: {shown}", flush=True)
+    tokenizer_seconds = time.time() - train_start
+    for step in range(args.updates):
+        tok_due += args.tokenizer_ratio
+        while tok_done < int(tok_due):
+            tok_metrics = tokenizer_update()
+        batch = sequences.sample(wm_spec.batch_size, rng)
+        metrics = update(model.dynamics.loss, batch, wm_opt, clip_norm=wm_clip)
+        if step % 100 == 0:
+            if tok_done > args.tokenizer_updates:
+                metrics = {**{f"tok_{k}": v for k, v in tok_metrics.items()}, **metrics}
+            shown = {k: round(v, 4) for k, v in metrics.items() if k.removeprefix("tok_") in SHOWN}
+            print(f"world-model update {step}: {shown}", flush=True)
+    train_seconds = time.time() - train_start
+    model.eval()
+    held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
+    sampled = {"samples": args.samples} if args.samples > 0 else {}
+    report = evaluate_world_model(
+        model, held_out, context=args.context, horizon=args.horizon, **sampled
+    )
+    test_frames, used, perplexity = held_out_codebook(model, test)
+    facts = {
+        "train_frames": train.num_steps,
+        "test_windows": held_out.batch_size,
+        "train_seconds": train_seconds,
+        "tokenizer_seconds": tokenizer_seconds,
+        "tokenizer_updates": tok_done,
+        "total_seconds": time.time() - start,
+        "test_frames": test_frames,
+        "codebook_used": used,
+        "codebook_perplexity": perplexity,
+        "tokenizer_parameters": sizes["tokenizer"],
+        "world_model_parameters": sizes["world_model"],
+    }
+    return report, facts
+
+
+def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, float]) -> str:
+    """The markdown section written into docs/iris.md."""
+    command = (
+        f"python examples/iris_checks.py --game {args.game} --frames {args.frames} "
+        f"--tokenizer-updates {args.tokenizer_updates} --updates {args.updates} "
+        f"--tokenizer-ratio {args.tokenizer_ratio} --channels {args.channels} "
+        f"--vocab {args.vocab} --embed-dim {args.embed_dim} --width {args.width} "
+        f"--depth {args.depth} --batch-size {args.batch_size} --samples {args.samples} "
+        f"--tokenizer-lr {args.tokenizer_lr} --lr {args.lr}"
+    )
+    vocab = args.vocab
+    return "\n".join(
+        [
+            report_markdown(command, args.seed, facts, args.context, args.horizon, report),
+            "",
+            f"Codebook on the {facts['test_frames']:.0f} held-out frames: "
+            f"{facts['codebook_used'] * vocab:.0f} of {vocab} codes used "
+            f"({facts['codebook_used']:.3f}), perplexity {facts['codebook_perplexity']:.1f}. "
+            f"Tokenizer {facts['tokenizer_parameters'] / 1e6:.2f} M parameters, "
+            f"{facts['tokenizer_updates']:.0f} updates of {args.tokenizer_batch_size} frames "
+            f"(the first {args.tokenizer_updates} alone, {facts['tokenizer_seconds']:.0f} s); "
+            f"world model (GPT) "
+            f"{facts['world_model_parameters'] / 1e6:.2f} M parameters, {args.updates} updates "
+            f"of {args.batch_size} x {args.seq_len} frames; no perceptual loss.",
+        ]
+    )
+
+
+def main() -> None:
+    """Parse arguments, run the check, print and record the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--tokenizer-updates", type=int, default=1000, help="tokenizer updates before the GPT"
+    )
+    parser.add_argument("--updates", type=int, default=1500, help="then world-model updates")
+    parser.add_argument(
+        "--tokenizer-ratio",
+        type=float,
+        default=1.0,
+        help="tokenizer updates per world-model update after the first phase (IRIS: 1; 0 freezes)",
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per GPT update")
+    parser.add_argument(
+        "--tokenizer-batch-size", type=int, default=32, help="frames per tokenizer update"
+    )
+    parser.add_argument("--seq-len", type=int, default=20, help="frames per GPT sequence")
+    parser.add_argument("--vocab", type=int, default=512, help="codebook size")
+    parser.add_argument("--embed-dim", type=int, default=64, help="codebook vector dimension")
+    parser.add_argument("--channels", type=int, default=16, help="tokenizer base channels")
+    parser.add_argument("--width", type=int, default=128, help="GPT width")
+    parser.add_argument("--depth", type=int, default=3, help="GPT layers")
+    parser.add_argument("--tokenizer-lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=3e-4, help="GPT learning rate")
+    args = parser.parse_args()
+    report, facts = run(args)
+    publish(args, table(args, report, facts), DOC)
+
+
+if __name__ == "__main__":
+    main()
