@@ -25,7 +25,7 @@ from typing import TypeVar
 
 from seqrl import __version__
 from seqrl.checkpoint import load_checkpoint
-from seqrl.config import apply_overrides, config_from_args, from_dict
+from seqrl.config import apply_overrides, config_from_args, from_dict, save_json
 from seqrl.errors import SeqrlError, UsageError
 from seqrl.run import RunDir
 
@@ -105,6 +105,7 @@ def train_run(
         budget = getattr(args, f"config:{budget_key}", None)
         if budget is not None:
             cfg = apply_overrides(cfg, {budget_key: budget})
+            save_json(cfg, run.config_path)  # config.json says what the run now trains for
         return cfg, run
     cfg = config_from_args(config_class, args, presets, default_preset)
     if check is not None:

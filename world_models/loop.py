@@ -117,8 +117,8 @@ class LoopResult:
     final_return: float
     final_returns: np.ndarray
     train_returns: list[float]
-    wall_time: float
-    cpu_time: float
+    wall_time: float  # seconds; a resumed run adds its earlier legs (up to their last checkpoint)
+    cpu_time: float  # CPU seconds of this process, earlier legs added the same way
 
 
 @dataclass
@@ -250,7 +250,7 @@ def train_world_model_agent(
     env_steps = 0
     train_returns: list[float] = []
     replay_dir = None
-    cpu_before = 0.0  # CPU seconds of earlier legs of a resumed run
+    cpu_before = wall_before = 0.0  # CPU and wall seconds of earlier legs of a resumed run
     if resume:
         ckpt = load_checkpoint(run.last_checkpoint, algo=algo)
         replay_dir = run.path / str(ckpt.extra["replay"])
@@ -270,6 +270,7 @@ def train_world_model_agent(
         updates.update(ckpt.extra["updates"])
         train_returns = list(ckpt.extra.get("train_returns", []))
         cpu_before = float(ckpt.extra.get("cpu_s", 0.0))
+        wall_before = float(ckpt.extra.get("wall_s", 0.0))
 
     wm_samplers, ac_sampler = make_samplers(learner, replay, cfg)
     collector = Collector(vec_env, seed=cfg.env.seed + env_steps)
@@ -343,6 +344,7 @@ def train_world_model_agent(
                 "num_actions": int(world_model.num_actions),
                 "env_id": cfg.env.id,
                 "cpu_s": cpu_before + time.process_time() - start_cpu,
+                "wall_s": wall_before + time.perf_counter() - start_time,
             },
         )
         for old in run.path.glob("replay-*"):  # only after the checkpoint names the new one
@@ -428,7 +430,7 @@ def train_world_model_agent(
         final_return=float(np.mean(final)),
         final_returns=final,
         train_returns=train_returns,
-        wall_time=time.perf_counter() - start_time,
+        wall_time=wall_before + time.perf_counter() - start_time,
         cpu_time=cpu_before + time.process_time() - start_cpu,
     )
     atomic_write_text(

@@ -117,6 +117,8 @@ def test_kill_and_resume_continues_from_the_checkpoint(
     assert run_cli(run, "--resume") == 0
     result = json.loads((run / "result.json").read_text())
     assert result["env_steps"] == 300 and result["resumed"]
+    # the cost of the killed leg up to its checkpoint counts in the run's wall and CPU time
+    assert result["wall_s"] > ckpt.extra["wall_s"] > 0 and result["cpu_s"] > ckpt.extra["cpu_s"]
     assert [p.name for p in run.glob("replay-*")] == ["replay-300"]
     schedule = ComponentSchedule(start=60, ratio=0.5)
     assert result["updates"]["world_model"] == schedule.due(300)
@@ -133,6 +135,7 @@ def test_kill_and_resume_continues_from_the_checkpoint(
     assert run_cli(run, "--resume", "--collect.steps=360") == 0
     result = json.loads((run / "result.json").read_text())
     assert result["env_steps"] == 360 and result["updates"]["world_model"] == schedule.due(360)
+    assert json.loads((run / "config.json").read_text())["collect"]["steps"] == 360
 
 
 def test_resume_needs_run_dir_and_bad_key_is_usage_error(
