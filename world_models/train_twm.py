@@ -98,7 +98,7 @@ def twm_cartpole() -> TWMAgentConfig:
         actor_critic=_small_actor_critic(horizon=15, batch_size=256),
         world_model_train=ComponentSchedule(start=500, ratio=0.5, pretrain=200),
         actor_critic_train=ComponentSchedule(start=500, ratio=0.5),
-        collect=CollectConfig(steps=8000, prefill=500, chunk=4, sampling="visits"),
+        collect=CollectConfig(steps=4000, prefill=500, chunk=4, sampling="visits"),
         eval=WMEvalConfig(every=1000, episodes=10, final_episodes=30, images=False),
         loop=WMLoopConfig(log_every=250, checkpoint_every=2000, device="cpu"),
     )
@@ -111,10 +111,10 @@ def twm_minatar() -> TWMAgentConfig:
     return TWMAgentConfig(
         env=EnvConfig(id="MinAtar/Breakout-v1"),
         world_model=model(),
-        actor_critic=_small_actor_critic(horizon=10, batch_size=128),
-        world_model_train=ComponentSchedule(start=1000, ratio=0.25, pretrain=200),
-        actor_critic_train=ComponentSchedule(start=1000, ratio=0.25),
-        collect=CollectConfig(steps=6000, prefill=1000, chunk=4, sampling="visits"),
+        actor_critic=_small_actor_critic(horizon=15, batch_size=128),
+        world_model_train=ComponentSchedule(start=1000, ratio=0.5, pretrain=200),
+        actor_critic_train=ComponentSchedule(start=1000, ratio=0.5),
+        collect=CollectConfig(steps=10_000, prefill=1000, chunk=4, sampling="visits"),
         eval=WMEvalConfig(every=1000, episodes=10, final_episodes=30),
         loop=WMLoopConfig(log_every=500, checkpoint_every=2000, device="cpu"),
     )
