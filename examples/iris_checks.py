@@ -155,9 +155,8 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     train_seconds = time.time() - train_start
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
-    sampled = {"samples": args.samples} if args.samples > 0 else {}
     report = evaluate_world_model(
-        model, held_out, context=args.context, horizon=args.horizon, **sampled
+        model, held_out, context=args.context, horizon=args.horizon, samples=args.samples
     )
     test_frames, used, perplexity = held_out_codebook(model, test)
     facts = {
