@@ -23,6 +23,7 @@ Put the model in eval mode first (dropout); nothing here changes its mode.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -48,6 +49,18 @@ class PredictiveWorldModel(Protocol):
         """Open-loop observations (B, horizon, *obs) after the context, given real actions
         (``samples``: 0 most likely latents, N the mean of N sampled rollouts)."""
         ...
+
+
+def predictive_mean(rollout: Callable[[bool], Tensor], samples: int) -> Tensor:
+    """What ``predict(..., samples=...)`` returns, for models to share: ``rollout(True)`` (most
+    likely latents) when ``samples == 0``, else the mean of ``samples`` calls of
+    ``rollout(False)`` (sampled latents), in call order."""
+    if samples == 0:
+        return rollout(True)
+    total = rollout(False)
+    for _ in range(samples - 1):
+        total = total + rollout(False)
+    return total / samples
 
 
 @dataclass

@@ -38,6 +38,7 @@ from seqrl.backbone import KVCache, Transformer, TransformerConfig
 from seqrl.errors import ConfigError
 from seqrl.protocols import ImaginedStep, TrainingSpec
 from seqrl.types import LossOutput, TrajectoryBatch
+from seqrl.world_models.evaluation import predictive_mean
 from seqrl.world_models.iris_tokenizer import Tokenizer, TokenizerConfig
 from torch import Tensor, nn
 
@@ -405,18 +406,16 @@ class IRIS(nn.Module):
         ``samples = N``: the mean of the decoded frames of N rollouts with sampled tokens (the
         model's predictive mean).
         """
-        runs = max(samples, 1)
-        total: Tensor | None = None
-        for _ in range(runs):
+
+        def rollout(argmax: bool) -> Tensor:
             state, _ = self.imagine_start(context)
             frames = []
             for j in range(horizon):
-                state, step = self._step(state, actions[:, j], argmax=samples == 0)
+                state, step = self._step(state, actions[:, j], argmax=argmax)
                 frames.append(step.features)
-            run = torch.stack(frames, dim=1)
-            total = run if total is None else total + run
-        assert total is not None
-        return self.tokenizer.observations(total / runs)
+            return torch.stack(frames, dim=1)
+
+        return self.tokenizer.observations(predictive_mean(rollout, samples))
 
 
 def build_world_model(

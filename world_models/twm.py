@@ -37,6 +37,7 @@ from seqrl.backbone import KVCache, Transformer, TransformerConfig
 from seqrl.errors import ConfigError
 from seqrl.protocols import ImaginedStep, TrainingSpec
 from seqrl.types import LossOutput, TrajectoryBatch
+from seqrl.world_models.evaluation import predictive_mean
 from torch import Tensor, nn
 
 ObservationKind = Literal["auto", "image", "vector"]
@@ -634,18 +635,16 @@ class TWM(nn.Module):
         ``samples = N``: the mean of the decoded frames of N rollouts with sampled latents (the
         model's predictive mean, the prediction with the lowest expected squared error).
         """
-        runs = max(samples, 1)
-        total: Tensor | None = None
-        for _ in range(runs):
-            state, _ = self._start(context, mode=samples == 0)
+
+        def rollout(mode: bool) -> Tensor:
+            state, _ = self._start(context, mode=mode)
             frames = []
             for k in range(horizon):
                 state, _ = self.imagine_step(state, actions[:, k])
                 frames.append(self.obs_model.decode(state.z))
-            run = torch.stack(frames, dim=1)
-            total = run if total is None else total + run
-        assert total is not None
-        return total / runs
+            return torch.stack(frames, dim=1)
+
+        return predictive_mean(rollout, samples)
 
 
 def _burn_in_steps(batch: TrajectoryBatch) -> int:
