@@ -74,7 +74,7 @@ def banded_attention(q: Tensor, k: Tensor, v: Tensor, window: int) -> Tensor:
     first = torch.arange(nb, device=q.device)[:, None, None] * window - window  # key 0's position
     mask = (j > i) & (j <= i + window) & (first + j >= 0)  # (nb, window, span)
     out = F.scaled_dot_product_attention(qb, blocks(k), blocks(v), attn_mask=mask)
-    return out.view(b, h, nb * window, d)[:, :, :t]
+    return out.reshape(b, h, nb * window, d)[:, :, :t]  # CUDA kernels may return it strided
 
 
 class CausalSelfAttention(nn.Module):

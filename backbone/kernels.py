@@ -4,8 +4,10 @@ Dilated attention mixes several attention calls by their softmax denominators, s
 call's log-sum-exp in the forward pass, and in the backward pass it needs a kernel that takes the
 *combined* output and log-sum-exp (the standard flash-attention backward does exactly that). On the
 CPU both come from PyTorch's fused flash kernel (``aten._scaled_dot_product_flash_attention_for_cpu``
-and its backward); elsewhere, and where that operator is missing, a plain matmul implementation of
-the same two functions is used.
+and its backward); on CUDA from the memory-efficient kernel (``aten._scaled_dot_product_efficient_attention``
+and its backward, float32, float16 and bfloat16, without a mask: the calls of the training forward);
+elsewhere (float64, masked calls, a missing operator) a plain matmul implementation of the same
+two functions is used.
 
 Shapes: ``q`` (N, H, Lq, D), ``k`` and ``v`` (N, H, Lk, D), ``out`` (N, H, Lq, D), ``lse`` (N, H, Lq).
 ``mask`` is None or an additive float mask broadcastable to (N, H, Lq, Lk) (0 keeps, -inf drops);
@@ -23,8 +25,31 @@ _HAS_CPU_FLASH = hasattr(_aten, "_scaled_dot_product_flash_attention_for_cpu") a
 )
 
 
+_HAS_CUDA_EFFICIENT = hasattr(_aten, "_scaled_dot_product_efficient_attention") and hasattr(
+    _aten, "_scaled_dot_product_efficient_attention_backward"
+)
+_LSE_ROWS = 32  # the CUDA kernel's log-sum-exp has its query rows padded to a multiple of 32
+
+
 def _use_cpu_flash(q: Tensor) -> bool:
     return _HAS_CPU_FLASH and q.device.type == "cpu"
+
+
+def _use_cuda_efficient(q: Tensor, mask: Tensor | None) -> bool:
+    return (
+        _HAS_CUDA_EFFICIENT
+        and q.device.type == "cuda"
+        and mask is None
+        and q.dtype in (torch.float32, torch.float16, torch.bfloat16)
+        and q.shape[-1] % (16 // q.element_size()) == 0  # 16-byte aligned rows
+    )
+
+
+def _seed_offset() -> tuple[Tensor, Tensor]:
+    """The random seed and offset the CUDA backward takes: unused without dropout, and then on
+    the CPU, as the forward returns them."""
+    zero = torch.zeros((), dtype=torch.long)
+    return zero, zero
 
 
 def _scores(q: Tensor, k: Tensor, causal: bool, mask: Tensor | None, scale: float) -> Tensor:
@@ -47,6 +72,11 @@ def attention_forward(
             q, k, v, 0.0, causal, attn_mask=mask, scale=scale
         )
         return out, lse
+    if _use_cuda_efficient(q, mask):
+        out, lse, _, _ = _aten._scaled_dot_product_efficient_attention(
+            q.contiguous(), k.contiguous(), v.contiguous(), None, True, 0.0, causal, scale=scale
+        )
+        return out.contiguous(), lse[..., : q.shape[-2]]  # out comes back (N, L, H, D)-strided
     s = _scores(q, k, causal, mask, scale)
     lse = torch.logsumexp(s, dim=-1)
     return torch.matmul(torch.exp(s - lse.unsqueeze(-1)), v), lse
@@ -75,6 +105,27 @@ def attention_backward(
             dout.contiguous(), q, k, v, out, lse, 0.0, causal, attn_mask=mask, scale=scale
         )
         return dq, dk, dv
+    if _use_cuda_efficient(q, mask):
+        lq = q.shape[-2]
+        rows = -(-lq // _LSE_ROWS) * _LSE_ROWS
+        lse = torch.nn.functional.pad(lse.float(), (0, rows - lq)).contiguous()
+        seed, offset = _seed_offset()
+        dq, dk, dv, _ = _aten._scaled_dot_product_efficient_attention_backward(
+            dout.contiguous(),
+            q.contiguous(),
+            k.contiguous(),
+            v.contiguous(),
+            None,
+            out.contiguous(),
+            lse,
+            seed,
+            offset,
+            0.0,
+            [True, True, True, False],
+            causal,
+            scale=scale,
+        )
+        return dq.contiguous(), dk.contiguous(), dv.contiguous()  # they come back strided
     p = torch.exp(_scores(q, k, causal, mask, scale) - lse.unsqueeze(-1))
     dv = torch.matmul(p.transpose(-2, -1), dout)
     dp = torch.matmul(dout, v.transpose(-2, -1))

@@ -23,7 +23,8 @@ the gradients against the exact reference, one softmax with the log-multiplicity
 Feed-forward variants (section ``feedforward``): next-step prediction loss of a tiny transformer on
 random-action Pendulum trajectories, each variant at the MLP's parameter count.
 
-Run: ``python benchmarks/attention.py [--quick] [--part attention|feedforward|all] [--no-write]``.
+Run: ``python benchmarks/attention.py [--quick] [--part attention|feedforward|all] [--no-write]``;
+on a GPU machine ``--part attention --device cuda`` writes its own section (``attention-cuda``).
 Needs only torch (and ``benchmarks/report.py``); seqrl need not be installed; gymnasium only for
 the feed-forward table.
 """
@@ -35,8 +36,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import ast  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -54,6 +57,7 @@ HEADS, HEAD_DIM = 8, 64
 PAPER = ((2048, 4096, 8192, 16384, 32768), (1, 2, 4, 6, 12))
 DAP_DEFAULT = Path(__file__).resolve().parent.parent / ".venv-dap"
 IMPLS = ("dense", "seqrl", "dap")
+GPU_REPEATS = 5  # on CUDA each figure is the median of this many calls after the first
 
 
 def seqrl_dilated():
@@ -160,17 +164,23 @@ def run_case(impl: str, length: int, mode: str, device: str) -> dict:
     else:
         before = _rss_kib("VmRSS") * 1024
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM, the peak resident size
-    start = time.perf_counter()
-    if mode == "fwd":
-        with torch.no_grad():
-            out = fn(q, k, v)
-    else:
-        out = fn(q, k, v)
-        out.backward(grad)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+
+    def call() -> float:
+        start = time.perf_counter()
+        if mode == "fwd":
+            with torch.no_grad():
+                fn(q, k, v)
+        else:
+            fn(q, k, v).backward(grad)
+            q.grad = k.grad = v.grad = None
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    seconds = call()
     peak = torch.cuda.max_memory_allocated() if device == "cuda" else _rss_kib("VmHWM") * 1024
+    if device == "cuda":  # one GPU call is short and the first of a size pays one-off costs
+        seconds = statistics.median(call() for _ in range(GPU_REPEATS))
     return {"seconds": seconds, "peak_mib": (peak - before) / 2**20}
 
 
@@ -198,9 +208,10 @@ def _multiplicity_bias(length: int, dtype: torch.dtype) -> torch.Tensor:
     return count.to(dtype).log()
 
 
-def correctness(length: int, impls: list[str]) -> dict[str, dict[str, float]]:
-    """Largest errors against the float64 reference, and the largest change of outputs before
-    position T/2 when the tokens after it change (0 for a causal method)."""
+def correctness(length: int, impls: list[str], device: str = "cpu") -> dict[str, dict[str, float]]:
+    """Largest errors against the float64 reference (computed on the CPU; each method runs in
+    float32 on ``device``), and the largest change of outputs before position T/2 when the tokens
+    after it change (0 for a causal method)."""
     gen = torch.Generator().manual_seed(1)
     q, k, v = (
         torch.randn(1, HEADS, length, HEAD_DIM, generator=gen, dtype=torch.float64)
@@ -216,34 +227,58 @@ def correctness(length: int, impls: list[str]) -> dict[str, dict[str, float]]:
     half = length // 2
     for impl in impls:
         fn = attention_fn(impl, length)
-        ins = [x.float().requires_grad_() for x in (q, k, v)]
+        ins = [x.float().to(device).requires_grad_() for x in (q, k, v)]
         try:
             out = fn(*ins)
-            grads = torch.autograd.grad(out, ins, dout.float())
+            grads = torch.autograd.grad(out, ins, dout.float().to(device))
             grad_err = max(
-                (a.double() - b).abs().max().item() for a, b in zip(grads, ref_grads, strict=True)
+                (a.double().cpu() - b).abs().max().item()
+                for a, b in zip(grads, ref_grads, strict=True)
             )
         except RuntimeError:  # dilated-attention-pytorch's backward fails with a single branch
             with torch.no_grad():
-                out = fn(*(x.float() for x in (q, k, v)))
+                out = fn(*(x.float().to(device) for x in (q, k, v)))
             grad_err = float("nan")
         with torch.no_grad():
             changed = [x.float().clone() for x in (q, k, v)]
             for x in changed:
                 x[:, :, half:] = torch.randn(x[:, :, half:].shape, generator=gen)
-            leak = (fn(*changed)[:, :, :half] - out[:, :, :half]).abs().max().item()
+            changed_out = fn(*(x.to(device) for x in changed))
+            leak = (changed_out[:, :, :half] - out[:, :, :half]).abs().max().item()
         results[impl] = {
-            "out": (out.double() - ref).abs().max().item(),
+            "out": (out.double().cpu() - ref).abs().max().item(),
             "grad": grad_err,
             "leak": leak,
         }
     return results
 
 
+def raw_from_log(path: Path) -> dict[tuple[str, int, str], list[dict]]:
+    """The measurements a run printed (``impl length mode {...}`` lines), e.g. of a run on a GPU
+    machine that was stopped at its time limit before it wrote its table."""
+    pattern = re.compile(r"^(dense|seqrl|dap) (\d+) (fwd|fwdbwd) (\{.*\})$")
+    raw: dict[tuple[str, int, str], list[dict]] = {}
+    for line in path.read_text().splitlines():
+        if m := pattern.match(line.strip()):
+            key = (m.group(1), int(m.group(2)), m.group(3))
+            raw.setdefault(key, []).append(ast.literal_eval(m.group(4)))
+    if not raw:
+        raise SystemExit(f"--from-log {path}: no measurement lines in it")
+    return raw
+
+
 def attention_table(
-    lengths: list[int], long_lengths: list[int], rounds: int, device: str, threads: int
+    lengths: list[int],
+    long_lengths: list[int],
+    rounds: int,
+    device: str,
+    threads: int,
+    *,
+    from_log: Path | None = None,
+    card: str = "",
 ) -> str:
-    """Run every measurement (A B C, C B A, ...) and return the markdown section."""
+    """Run every measurement (A B C, C B A, ...) and return the markdown section; with
+    ``from_log``, the table of an earlier run's printed measurements (no correctness columns)."""
     load_before = os.getloadavg()
     have_dap = dap_class() is not None
     impls = [i for i in IMPLS if i != "dap" or have_dap]
@@ -251,7 +286,11 @@ def attention_table(
     cases += [("seqrl", t) for t in long_lengths]
     raw: dict[tuple[str, int, str], list[dict]] = {}
     started = time.perf_counter()
-    for rnd in range(rounds):
+    if from_log is not None:
+        raw = raw_from_log(from_log)
+        impls = [i for i in IMPLS if any(k[0] == i for k in raw)]
+        rounds = max(len(v) for v in raw.values())
+    for rnd in range(rounds if from_log is None else 0):
         for t in lengths + long_lengths:
             order = [c for c in cases if c[1] == t]
             for impl, _ in order if rnd % 2 == 0 else order[::-1]:
@@ -259,12 +298,18 @@ def attention_table(
                     res = measure(impl, t, mode, device, threads)
                     raw.setdefault((impl, t, mode), []).append(res)
                     print(impl, t, mode, res, flush=True)
-    checks = {t: correctness(t, [i for i in impls if i != "dense"]) for t in lengths if t <= 4096}
+    checks = {
+        t: correctness(t, [i for i in impls if i != "dense"], device)
+        for t in lengths
+        if t <= 4096 and from_log is None
+    }
     elapsed = time.perf_counter() - started
 
     def med(impl: str, t: int, mode: str, key: str) -> float | None:
         vals = [r[key] for r in raw.get((impl, t, mode), []) if "error" not in r]
         return statistics.median(vals) if vals else None
+
+    ms = 2 if device.startswith("cuda") else 0  # digits of milliseconds
 
     def fmt(x: float | None, unit: float = 1.0, digits: int = 0) -> str:
         return "—" if x is None else f"{x * unit:,.{digits}f}"
@@ -305,7 +350,7 @@ def attention_table(
                 errs = (f"{check['out']:.1e}", grad, f"{check['leak']:.1e}")
             label = names[impl]
             rows.append(
-                f"| {t:,} | {label} | {fmt(med(impl, t, 'fwd', 'seconds'), 1e3)} | {fmt(fb, 1e3)} | "
+                f"| {t:,} | {label} | {fmt(med(impl, t, 'fwd', 'seconds'), 1e3, ms)} | {fmt(fb, 1e3, ms)} | "
                 f"{speed} | {fmt(med(impl, t, 'fwd', 'peak_mib'))} | {fmt(mem)} | {memr} | "
                 f"{errs[0]} | {errs[1]} | {errs[2]} |"
             )
@@ -320,24 +365,53 @@ def attention_table(
     from report import machine_line
 
     load_after = os.getloadavg()
+    gpu = device.startswith("cuda")
+    if gpu and not card:
+        card = torch.cuda.get_device_name(device)
+    flags = f" --device {device} --rounds {rounds}" if gpu else ""
+    machine = (
+        f"{machine_line()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
+    )
+    if from_log is not None:
+        machine = (
+            f"{card}; rendered from the printed measurements of that run ({from_log.name}) with "
+            "`--from-log`: the run was stopped at its time limit in the correctness pass, after "
+            "every timing, so the error columns are empty here (the CUDA kernels' exactness, "
+            "output and gradients against the float64 reference, is checked by `tests/backbone` "
+            "on CUDA: `bash benchmarks/gpu.sh tests`)"
+        )
+    memory_note = (
+        "- Peak memory: `torch.cuda.max_memory_allocated` during the call minus the memory allocated "
+        "just before. It includes the inputs' gradients in forward+backward."
+        if gpu
+        else "- Peak memory: peak resident set size of the process during the call minus its size "
+        "just before (`VmHWM` reset through `/proc/self/clear_refs`; `MALLOC_MMAP_THRESHOLD_=131072` "
+        "so freed blocks leave at once). It includes the inputs' gradients in forward+backward."
+    )
     lines = [
-        "## Attention: dense SDPA vs dilated attention (LongNet)",
+        f"## Attention: dense SDPA vs dilated attention (LongNet){' on ' + card if gpu else ''}",
         "",
-        f"`.venv/bin/python benchmarks/attention.py --part attention` ({elapsed / 60:.0f} min). "
-        f"Batch 1, {HEADS} heads, head dim {HEAD_DIM}, float32, device {device}, {threads} thread(s) "
-        f"for every side; each figure is the median of {rounds} runs, each run one call in a fresh "
-        "subprocess after a 2k-token warm-up, the methods in turn (A B C, C B A).",
+        f"`.venv/bin/python benchmarks/attention.py --part attention{flags}`"
+        + (f" ({elapsed / 60:.0f} min, torch {torch.__version__}). " if from_log is None else ". ")
+        + f"Batch 1, {HEADS} heads, head dim {HEAD_DIM}, float32, device {device}"
+        + ("" if gpu else f", {threads} thread(s) for every side")
+        + f"; each figure is the median of {rounds} runs, each run one call in a fresh "
+        "subprocess after a 2k-token warm-up, the methods in turn (A B C, C B A)"
+        + (
+            f"; on CUDA a run's time is the median of {GPU_REPEATS} further calls after that one "
+            "(peak memory from the first)."
+            if gpu
+            else "."
+        ),
         "",
-        f"Machine: {machine_line()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}.",
+        f"Machine: {machine}.",
         "",
         *rows,
         "",
         "- Schedule: the paper's pairs w = 2048, 4096, 8192, 16384, 32768 with r = 1, 2, 4, 6, 12, pairs with "
         "w > length dropped (so 2k is plain dense attention). At 32k these pairs cost about 13% of dense "
         "attention's work.",
-        "- Peak memory: peak resident set size of the process during the call minus its size just before "
-        "(`VmHWM` reset through `/proc/self/clear_refs`; `MALLOC_MMAP_THRESHOLD_=131072` so freed blocks "
-        "leave at once). It includes the inputs' gradients in forward+backward.",
+        memory_note,
         "- Errors: largest absolute difference from the exact reference (one float64 softmax over the "
         "multiset union of the branches' keys, i.e. log-multiplicity added to the scores) for the output "
         "and for dQ, dK, dV (upstream gradient standard normal); *future leak*: largest change of the "
@@ -474,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-write", action="store_true", help="print, do not touch docs/benchmarks.md"
     )
     parser.add_argument(
+        "--from-log",
+        type=Path,
+        help="write the attention table of an earlier run from its printed measurements "
+        "(e.g. a GPU run stopped at its time limit); give its --device and --card",
+    )
+    parser.add_argument("--card", default="", help="with --from-log: the run's GPU and torch")
+    parser.add_argument(
         "--case", nargs=3, metavar=("IMPL", "LENGTH", "MODE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
@@ -487,12 +568,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("attention", "all"):
         lengths = [2048, 4096] if args.quick else [2048, 4096, 8192, 16384, 32768]
         long_lengths = [8192] if args.quick else [65536]
+        if args.from_log is not None and not args.from_log.is_file():
+            parser.error(f"--from-log {args.from_log}: no such file")
         section = attention_table(
-            lengths, long_lengths, 1 if args.quick else args.rounds, args.device, args.threads
+            lengths,
+            long_lengths,
+            1 if args.quick else args.rounds,
+            args.device,
+            args.threads,
+            from_log=args.from_log,
+            card=args.card,
         )
         print(section)
         if not args.no_write:
-            write_section("attention", section)
+            write_section(
+                "attention" if args.device == "cpu" else f"attention-{args.device}", section
+            )
     if args.part in ("feedforward", "all"):
         section = feedforward_table(args.quick)
         print(section)

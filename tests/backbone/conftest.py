@@ -11,3 +11,13 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Every device this machine has: the CPU always, CUDA where a GPU is present (the same
+    tests then check the CUDA paths: SDPA's GPU kernels, index tensors on the device)."""
+    return torch.device(request.param)

@@ -19,14 +19,16 @@ SCHEDULES = [
 ]
 
 
-def _qkv(b, h, t, d, dtype=torch.float64, seed=0):
+def _qkv(b, h, t, d, dtype=torch.float64, seed=0, device="cpu"):
+    """Leaf tensors drawn on the CPU (the same values on every device), then moved."""
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(b, h, t, d, dtype=dtype, generator=g, requires_grad=True) for _ in range(3)]
+    draws = [torch.randn(b, h, t, d, dtype=dtype, generator=g) for _ in range(3)]
+    return [x.to(device).requires_grad_() for x in draws]
 
 
 def _grads(out, inputs, seed=1):
     g = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(seed))
-    return torch.autograd.grad(out, inputs, g)
+    return torch.autograd.grad(out, inputs, g.to(out.device))
 
 
 def _assert_matches_reference(q, k, v, ws, rs, atol=1e-10):
@@ -48,8 +50,8 @@ def test_single_pair_covering_the_sequence_is_dense_causal_attention():
 @pytest.mark.parametrize("ws,rs", SCHEDULES)
 @pytest.mark.parametrize("t", [1, 7, 16, 29])
 @pytest.mark.parametrize("heads", [1, 5])
-def test_equals_explicit_mask_reference(ws, rs, t, heads):
-    _assert_matches_reference(*_qkv(2, heads, t, 4), ws, rs)
+def test_equals_explicit_mask_reference(ws, rs, t, heads, device):
+    _assert_matches_reference(*_qkv(2, heads, t, 4, device=device), ws, rs)
 
 
 def test_reference_is_one_softmax_over_the_multiset_union():
@@ -99,8 +101,8 @@ def test_each_call_sees_at_most_w_over_r_keys_and_work_is_linear(monkeypatch):
 
 
 @pytest.mark.parametrize("ws,rs", SCHEDULES[:3])
-def test_causal(ws, rs):
-    q, k, v = (x.detach() for x in _qkv(2, 3, 30, 4))
+def test_causal(ws, rs, device):
+    q, k, v = (x.detach() for x in _qkv(2, 3, 30, 4, device=device))
     out = dilated_attention(q, k, v, ws, rs)
     k2, v2 = k.clone(), v.clone()
     k2[:, :, 17:] += 5.0
@@ -134,10 +136,25 @@ def test_cpu_flash_kernel_and_math_kernel_agree_in_float32(monkeypatch):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_mixing_weights_need_their_gradient():
+def test_float32_kernels_match_the_float64_reference(device):
+    """In float32 the fast kernels (CPU flash; on CUDA, SDPA's GPU kernels) stay close to the
+    exact float64 reference, forward and gradients, at lengths several segments long."""
+    ws, rs = (8, 16, 32), (1, 2, 4)
+    q, k, v = _qkv(2, 4, 70, 16, dtype=torch.float32, device=device)
+    out = dilated_attention(q, k, v, ws, rs)
+    exact = [x.detach().double().cpu().requires_grad_() for x in (q, k, v)]
+    ref = dilated_reference(*exact, ws, rs)
+    torch.testing.assert_close(out.double().cpu(), ref, atol=1e-5, rtol=1e-4)
+    g = torch.randn(ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ours = torch.autograd.grad(out, (q, k, v), g.to(device, torch.float32))
+    for a, b in zip(ours, torch.autograd.grad(ref, exact, g), strict=True):
+        torch.testing.assert_close(a.double().cpu(), b, atol=1e-5, rtol=1e-4)
+
+
+def test_mixing_weights_need_their_gradient(device):
     """Detaching the softmax-denominator weights (as one implementation does) breaks dQ, dK."""
     ws, rs = (4, 8), (1, 2)
-    q, k, v = _qkv(1, 2, 16, 4)
+    q, k, v = _qkv(1, 2, 16, 4, device=device)
     exact = _grads(dilated_reference(q, k, v, ws, rs), (q, k, v))
     ours = _grads(dilated_attention(q, k, v, ws, rs), (q, k, v))
     torch.testing.assert_close(ours[0], exact[0], atol=1e-10, rtol=0)
@@ -159,16 +176,16 @@ def _decode(q, k, v, ws, rs, block, keep):
                 ws,
                 rs,
                 q_start=t0,
-                row_start=torch.zeros(q.shape[0], dtype=torch.long),
+                row_start=torch.zeros(q.shape[0], dtype=torch.long, device=q.device),
             )
         )
     return torch.cat(outs, dim=2)
 
 
 @pytest.mark.parametrize("block", [1, 3, 8])
-def test_cache_style_calls_equal_the_full_call(block):
+def test_cache_style_calls_equal_the_full_call(block, device):
     ws, rs = (4, 8, 16), (1, 2, 4)
-    q, k, v = (x.detach() for x in _qkv(2, 3, 40, 4))
+    q, k, v = (x.detach() for x in _qkv(2, 3, 40, 4, device=device))
     full = dilated_attention(q, k, v, ws, rs)
     torch.testing.assert_close(_decode(q, k, v, ws, rs, block, keep=15), full, atol=1e-12, rtol=0)
 
@@ -187,21 +204,22 @@ def test_too_few_cached_keys_is_an_error():
         )
 
 
-def test_rows_starting_later_and_key_padding():
+def test_rows_starting_later_and_key_padding(device):
     """Queries 5..19 over keys 0..19; row 1 starts at 5 (a reset) and has a padding token at 9."""
     ws, rs = (4, 8), (1, 2)
-    q, k, v = (x.detach() for x in _qkv(2, 3, 20, 4))
-    pad = torch.ones(2, 20, dtype=torch.bool)
+    q, k, v = (x.detach() for x in _qkv(2, 3, 20, 4, device=device))
+    pad = torch.ones(2, 20, dtype=torch.bool, device=device)
     pad[1, 9] = False
+    row_start = torch.tensor([0, 5], device=device)
     out = dilated_attention(
-        q[:, :, 5:], k, v, ws, rs, q_start=5, row_start=torch.tensor([0, 5]), key_padding=pad
+        q[:, :, 5:], k, v, ws, rs, q_start=5, row_start=row_start, key_padding=pad
     )
     torch.testing.assert_close(out[0], dilated_attention(q[:1], k[:1], v[:1], ws, rs)[0, :, 5:])
     # row 1 alone is the sequence 5..19, in which key 9 (index 4) is seen only by itself
     count = multiplicity(15, 3, ws, rs).to(torch.float64)
     count[:, :, 4] *= torch.eye(15, dtype=torch.float64)[:, 4]
     alone = F.scaled_dot_product_attention(
-        q[1:, :, 5:], k[1:, :, 5:], v[1:, :, 5:], attn_mask=count.log()
+        q[1:, :, 5:], k[1:, :, 5:], v[1:, :, 5:], attn_mask=count.log().to(device)
     )
     torch.testing.assert_close(out[1:], alone, atol=1e-12, rtol=0)
 

@@ -13,7 +13,7 @@ from seqrl.backbone.attention import Step, attention_mask
 KINDS = ["dense", "banded", "dilated"]
 
 
-def _model(attention="dense", positions="rotary", **kw):
+def _model(attention="dense", positions="rotary", device="cpu", **kw):
     cfg = TransformerConfig(
         width=16,
         depth=2,
@@ -28,11 +28,13 @@ def _model(attention="dense", positions="rotary", **kw):
         **kw,
     )
     torch.manual_seed(0)
-    return Transformer(cfg).double().eval()
+    return Transformer(cfg).double().eval().to(device)
 
 
-def _x(b, t, seed=0):
-    return torch.randn(b, t, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+def _x(b, t, seed=0, device="cpu"):
+    """Drawn on the CPU (the same values on every device), then moved."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, 16, dtype=torch.float64, generator=g).to(device)
 
 
 def _decode(model, x, block, cache=None):
@@ -63,9 +65,9 @@ def test_gpt2_init():
 
 
 @pytest.mark.parametrize("attention", KINDS)
-def test_causal(attention):
-    model = _model(attention)
-    x = _x(2, 30)
+def test_causal(attention, device):
+    model = _model(attention, device=device)
+    x = _x(2, 30, device=device)
     x2 = x.clone()
     x2[:, 21:] += 1.0
     torch.testing.assert_close(model(x)[:, :21], model(x2)[:, :21], atol=0, rtol=0)
@@ -74,9 +76,9 @@ def test_causal(attention):
 @pytest.mark.parametrize("attention", KINDS)
 @pytest.mark.parametrize("positions", ["none", "learned", "rotary"])
 @pytest.mark.parametrize("block", [1, 5])
-def test_cached_decoding_equals_full_forward(attention, positions, block):
-    model = _model(attention, positions)
-    x = _x(3, 37)
+def test_cached_decoding_equals_full_forward(attention, positions, block, device):
+    model = _model(attention, positions, device)
+    x = _x(3, 37, device=device)
     decoded, cache = _decode(model, x, block)
     torch.testing.assert_close(decoded, model(x), atol=1e-12, rtol=0)
     assert cache.position == 37
@@ -86,10 +88,24 @@ def test_cached_decoding_equals_full_forward(attention, positions, block):
         assert cache.length == 15
 
 
-def test_banded_far_beyond_the_window_stays_exact():
+@pytest.mark.parametrize("attention", KINDS)
+def test_float32_on_the_device_matches_float64(attention, device):
+    """The model in float32 (SDPA's fast kernels; on CUDA its GPU kernels), full forward and
+    cached decoding, against the same weights in float64 on the CPU."""
+    exact = _model(attention, "rotary")
+    model = _model(attention, "rotary", device).float()
+    x = _x(2, 40)
+    ref = exact(x)
+    full = model(x.float().to(device))
+    decoded, _ = _decode(model, x.float().to(device), 3)
+    for y in (full, decoded):
+        torch.testing.assert_close(y.double().cpu(), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_banded_far_beyond_the_window_stays_exact(device):
     """Cached evaluation over a chunk many windows long (as the Decision Transformer runs)."""
-    model = _model("banded", "none")
-    x = _x(2, 90)
+    model = _model("banded", "none", device)
+    x = _x(2, 90, device=device)
     decoded, _ = _decode(model, x, 3)  # e.g. (return, state, action) per step
     torch.testing.assert_close(decoded, model(x), atol=1e-12, rtol=0)
 
@@ -117,10 +133,10 @@ def test_banded_blockwise_kernel_equals_the_explicit_mask():
 
 
 @pytest.mark.parametrize("attention", KINDS)
-def test_padding_tokens_are_invisible(attention):
-    model = _model(attention, "none")
-    x = _x(2, 20)
-    pad = torch.ones(2, 20, dtype=torch.bool)
+def test_padding_tokens_are_invisible(attention, device):
+    model = _model(attention, "none", device)
+    x = _x(2, 20, device=device)
+    pad = torch.ones(2, 20, dtype=torch.bool, device=device)
     pad[0, :4] = False  # left padding
     pad[1, 12] = False
     x2 = x.clone()
@@ -141,10 +157,10 @@ def test_padding_tokens_are_invisible(attention):
 
 @pytest.mark.parametrize("attention", KINDS)
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
-def test_reset_rows_start_fresh_sequences(attention, positions):
+def test_reset_rows_start_fresh_sequences(attention, positions, device):
     """Row 1's episode ends after 13 tokens: after reset it continues as a fresh sequence would."""
-    model = _model(attention, positions)
-    first, second = _x(2, 13), _x(2, 22, seed=1)
+    model = _model(attention, positions, device)
+    first, second = _x(2, 13, device=device), _x(2, 22, seed=1, device=device)
     cache = model.new_cache(2)
     _decode(model, first, 1, cache)
     cache.reset(torch.tensor([False, True]))
@@ -154,21 +170,21 @@ def test_reset_rows_start_fresh_sequences(attention, positions):
     torch.testing.assert_close(decoded[1], model(second[1:])[0], atol=1e-12, rtol=0)
 
 
-def test_select_rows_for_batched_imagination():
-    model = _model("dilated")
-    context, future = _x(2, 11), _x(6, 7, seed=1)
+def test_select_rows_for_batched_imagination(device):
+    model = _model("dilated", device=device)
+    context, future = _x(2, 11, device=device), _x(6, 7, seed=1, device=device)
     cache = model.new_cache(2)
     model(context, cache=cache)
-    rows = torch.tensor([0, 0, 0, 1, 1, 1])  # three imagined rollouts per context
+    rows = torch.tensor([0, 0, 0, 1, 1, 1], device=device)  # three imagined rollouts per context
     imagined, _ = _decode(model, future, 1, cache.select(rows))
     full = model(torch.cat((context[rows], future), dim=1))[:, 11:]
     torch.testing.assert_close(imagined, full, atol=1e-12, rtol=0)
 
 
-def test_memory_of_earlier_segments_trains_with_detached_cache():
+def test_memory_of_earlier_segments_trains_with_detached_cache(device):
     """Transformer-XL style: segment 2 attends to segment 1's cached keys, gradients stop there."""
-    model = _model("dense", "rotary").train()
-    seg1, seg2 = _x(2, 8), _x(2, 8, seed=1)
+    model = _model("dense", "rotary", device).train()
+    seg1, seg2 = _x(2, 8, device=device), _x(2, 8, seed=1, device=device)
     cache = model.new_cache(2)
     model(seg1, cache=cache)
     cache.detach_()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The checks and benchmarks that need a GPU, as one script for one short lease of a GPU machine.
+#
+#   1. the backbone tests on CUDA (tests/backbone/conftest.py adds the "cuda" device where one is
+#      visible: dense, banded and dilated attention, KV-cached decoding, float32 kernels);
+#   2. benchmarks/attention.py --device cuda (section attention-cuda of docs/benchmarks.md);
+#   3. benchmarks/world_models.py --device cuda, TWM and IRIS (section world-models-cuda).
+#
+# Such a machine may have its own python3 and torch and no RL packages: seqrl is used from this
+# checkout without installing it (its root folders are copied into one `seqrl` folder), and wheels
+# in .whl/ (gymnasium and farama-notifications, for the world-model rows) are installed beside it
+# when present. Logs and the updated docs/benchmarks.md go to $OUT (default: ./gpu-out).
+# Each part has its own time limit, and a failing part does not stop the others.
+#
+#   bash benchmarks/gpu.sh [PART ...]   # parts: tests attention world_models world_models_bf16 (default: all)
+
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+: >"$OUT/summary.txt"
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+
+site=$(mktemp -d)
+mkdir -p "$site/seqrl"
+cp -r core/. "$site/seqrl/"
+for part in backbone data envs agents world_models; do cp -r "$part" "$site/seqrl/$part"; done
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
+fi
+export PYTHONPATH=$site
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv
+    python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+} 2>&1 | tee "$OUT/gpu.txt"
+
+run() {  # run NAME SECONDS COMMAND...: its log in $OUT/NAME.log, its exit status in the summary
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$OUT/summary.txt"
+}
+
+parts=${*:-tests attention world_models world_models_bf16}
+for part in $parts; do
+    case $part in
+    tests) run tests_backbone 80 python3 -m pytest -q -p no:cacheprovider tests/backbone ;;
+    attention) run attention 220 python3 benchmarks/attention.py --part attention --device cuda --rounds 1 ;;
+    world_models) run world_models 150 python3 benchmarks/world_models.py --device cuda --iris on \
+        --iters 10 --acting-steps 50 --rounds 2 --replay-steps 20000 ;;
+    world_models_bf16) run world_models_bf16 100 python3 benchmarks/world_models.py --device cuda \
+        --iris on --amp bf16 --no-write --iters 5 --acting-steps 20 --rounds 1 --replay-steps 5000 ;;
+    *) echo "unknown part '$part' (tests, attention, world_models, world_models_bf16)" >&2 && exit 2 ;;
+    esac
+done
+cp docs/benchmarks.md "$OUT/benchmarks.md"
+tail -n 3 "$OUT"/tests_backbone.log 2>/dev/null
+cat "$OUT/summary.txt"
