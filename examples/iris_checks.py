@@ -68,6 +68,7 @@ def small_iris(args: argparse.Namespace) -> IRISConfig:
             norm_groups=8,
             batch_size=args.tokenizer_batch_size,
             lr=args.tokenizer_lr,
+            restart_dead_codes=args.restart_dead_codes,
         ),
         dynamics=DynamicsConfig(
             backbone=TransformerConfig(
@@ -184,6 +185,7 @@ def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, f
         f"--vocab {args.vocab} --embed-dim {args.embed_dim} --width {args.width} "
         f"--depth {args.depth} --batch-size {args.batch_size} --samples {args.samples} "
         f"--tokenizer-lr {args.tokenizer_lr} --lr {args.lr}"
+        + (f" --restart-dead-codes {args.restart_dead_codes}" if args.restart_dead_codes else "")
     )
     vocab = args.vocab
     return "\n".join(
@@ -229,6 +231,12 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3, help="GPT layers")
     parser.add_argument("--tokenizer-lr", type=float, default=3e-4)
     parser.add_argument("--lr", type=float, default=3e-4, help="GPT learning rate")
+    parser.add_argument(
+        "--restart-dead-codes",
+        type=int,
+        default=0,
+        help="reset codes unused for this many tokenizer batches (0: never, as the paper)",
+    )
     args = parser.parse_args()
     report, facts = run(args)
     publish(args, table(args, report, facts), DOC)

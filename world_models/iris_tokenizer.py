@@ -8,7 +8,10 @@ Micheli, Alonso, Fleuret 2023, *Transformers are Sample-Efficient World Models*,
   but the last halves the resolution (5 levels: 64 -> 4, a 4x4 grid of 16 tokens), self-attention
   at the resolutions ``attn_resolutions``, then a middle block (res, attention, res).
 - **Quantiser**: 1x1 convolution to ``embed_dim``, nearest codebook vector of ``vocab_size`` codes
-  (plain nearest neighbour, no EMA), 1x1 convolution back; straight-through gradients.
+  (plain nearest neighbour, no EMA), 1x1 convolution back; straight-through gradients. Optional
+  (not in the paper, off by default): ``restart_dead_codes = N`` resets a code that no frame of
+  the last N training batches used to an encoder output of the current batch (dead-code restarts,
+  as in Jukebox, Dhariwal et al. 2020), against codebook collapse.
 - **Decoder**: the mirror image, ``res_blocks + 1`` residual blocks per level, nearest upsampling.
 - **Loss** (``Tokenizer.loss``): L1 reconstruction on the [-1, 1] scale + codebook
   ``|sg(z) - e|^2`` + ``beta * |z - sg(e)|^2`` (commitment, beta 1.0) + optionally the perceptual
@@ -65,6 +68,13 @@ class TokenizerConfig:
     commitment_beta: float = field(
         default=1.0, metadata={"help": "beta of the commitment term |z - sg(e)|^2"}
     )
+    restart_dead_codes: int = field(
+        default=0,
+        metadata={
+            "help": "reset a code unused for this many training batches to a random encoder "
+            "output of the current batch (0: never, as the paper)"
+        },
+    )
     perceptual: Perceptual = field(
         default="off",
         metadata={
@@ -89,6 +99,8 @@ class TokenizerConfig:
             raise ConfigError("iris: tokenizer sizes must be positive (vocab_size >= 2)")
         if not self.channel_mult or self.res_blocks < 1:
             raise ConfigError("iris: tokenizer needs channel_mult and res_blocks >= 1")
+        if self.restart_dead_codes < 0:
+            raise ConfigError("iris: tokenizer.restart_dead_codes must be >= 0 (0: never)")
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -334,6 +346,10 @@ class Tokenizer(nn.Module):
         self.pre_quant = nn.Conv2d(cfg.z_channels, cfg.embed_dim, 1)
         self.codebook = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
         nn.init.uniform_(self.codebook.weight, -1.0 / cfg.vocab_size, 1.0 / cfg.vocab_size)
+        # training batches since each code was last used (for restart_dead_codes)
+        self.register_buffer(
+            "code_idle", torch.zeros(cfg.vocab_size, dtype=torch.long), persistent=False
+        )
         self.post_quant = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
         self.decoder = _decoder(channels, cfg)
         self.lpips: LPIPS | None = None
@@ -358,14 +374,29 @@ class Tokenizer(nn.Module):
             return frames.squeeze(-3)
         return frames.movedim(-3, -1) if self.channels_last else frames
 
-    def _quantise(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(N, C, 64, 64) in [0, 1] -> z (N, E, g, g), tokens (N, K), z_q (N, E, g, g)."""
+    def _quantise(self, frames: Tensor, restart: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """(N, C, 64, 64) in [0, 1] -> z (N, E, g, g), tokens (N, K), z_q (N, E, g, g).
+
+        ``restart``: first reset the codes idle for ``restart_dead_codes`` batches (training)."""
         z = self.pre_quant(self.encoder(frames * 2.0 - 1.0))
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N g g, E)
+        if restart:
+            self._restart_dead_codes(flat.detach())
         e = self.codebook.weight
         dist = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2.0 * flat @ e.t()
         tokens = dist.argmin(-1).view(z.shape[0], -1)  # (N, K), row-major over the grid
         return z, tokens, self.embed(tokens)
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, vectors: Tensor) -> None:
+        """Codes idle for ``restart_dead_codes`` batches become random rows of ``vectors``
+        (encoder outputs, (M, E)); done before the codebook enters this batch's graph."""
+        dead = (self.code_idle >= self.cfg.restart_dead_codes).nonzero().flatten()
+        if dead.numel() == 0:
+            return
+        pick = torch.randint(len(vectors), (dead.numel(),), device=vectors.device)
+        self.codebook.weight[dead] = vectors[pick].to(self.codebook.weight.dtype)
+        self.code_idle[dead] = 0
 
     def embed(self, tokens: Tensor) -> Tensor:
         """Tokens (N, K) -> codebook vectors as a grid (N, E, g, g)."""
@@ -396,7 +427,11 @@ class Tokenizer(nn.Module):
         real = batch.mask.flatten().bool()
         if not bool(real.all()):
             frames = frames[real]
-        z, tokens, z_q = self._quantise(frames)
+        restart = self.training and cfg.restart_dead_codes > 0
+        z, tokens, z_q = self._quantise(frames, restart=restart)
+        if restart:
+            used_now = torch.bincount(tokens.flatten(), minlength=cfg.vocab_size) > 0
+            self.code_idle.add_(1).masked_fill_(used_now, 0)
         codebook_loss = (z.detach() - z_q).pow(2).mean()
         commitment_loss = (z - z_q.detach()).pow(2).mean()
         recon = self._decode_grid(z + (z_q - z).detach())  # straight-through

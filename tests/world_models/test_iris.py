@@ -149,6 +149,49 @@ def test_codebook_usage_counts_codes_and_perplexity() -> None:
     assert used == pytest.approx(1 / 8) and perplexity == pytest.approx(1.0)
 
 
+def test_dead_codes_restart_to_encoder_outputs_of_the_batch() -> None:
+    tok = tiny_model(
+        tokenizer=dataclasses.replace(tiny_config().tokenizer, restart_dead_codes=2)
+    ).tokenizer.train()
+    batch = make_batch(b=2, t=1)
+    start = tok.codebook.weight.detach().clone()
+    tok.loss(batch)
+    tok.loss(batch)  # codes unused in both batches are now idle for 2 batches
+    assert torch.equal(tok.codebook.weight, start)  # (nothing restarted yet)
+    dead = tok.code_idle >= 2
+    assert 0 < int(dead.sum()) < 32
+    tok.loss(batch)
+    moved = (tok.codebook.weight != start).any(1)
+    assert torch.equal(moved, dead)
+    frames = tok.frames(batch.observations.flatten(0, 1))
+    with torch.no_grad():
+        z = tok.pre_quant(tok.encoder(frames * 2.0 - 1.0))
+    outputs = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    restarted = tok.codebook.weight[dead].detach()
+    nearest = torch.cdist(restarted, outputs, compute_mode="donot_use_mm_for_euclid_dist")
+    nearest = nearest.min(1).values
+    assert float(nearest.max()) < 1e-5  # each restarted code is one of this batch's outputs
+    tok.eval()
+    tok.code_idle.fill_(5)
+    before = tok.codebook.weight.detach().clone()
+    tok.loss(batch)
+    assert torch.equal(tok.codebook.weight, before)  # evaluation never restarts codes
+
+
+def test_dead_code_restarts_keep_more_codes_in_use() -> None:
+    """Over the same updates, restarts leave more of the codebook in use than the paper's
+    plain quantiser (which collapses onto a few codes on such simple frames)."""
+    batch = make_batch(b=8, t=2)
+    used = {}
+    for every in (0, 3):
+        tok = tiny_model(
+            tokenizer=dataclasses.replace(tiny_config().tokenizer, restart_dead_codes=every)
+        ).tokenizer.train()
+        overfit(tok, batch, steps=15, lr=3e-3)
+        used[every] = tok.eval().loss(batch).metrics["codebook_used"]
+    assert used[3] > used[0], used
+
+
 def test_perceptual_loss_with_random_weights(tmp_path: Path) -> None:
     model = tiny_model(
         tokenizer=dataclasses.replace(tiny_config().tokenizer, perceptual="lpips_random")
