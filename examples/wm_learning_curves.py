@@ -1,12 +1,17 @@
 """Learning curves of a world-model agent over several seeds, written into ``docs/world_models.md``.
 
-Each seed is one ``seqrl train twm`` run (the policy learns only from imagined rollouts); the
+Each seed is one ``seqrl train twm`` or ``seqrl train iris`` run (the algorithm is the preset's
+prefix; the policy learns only from imagined rollouts); the
 table lists the periodic evaluation returns (mean and spread over seeds) against environment
 steps, the final evaluation, a uniform random policy's return on the same env, and the CPU time of
 each run. Runs that were killed resume from their last checkpoint; finished runs are reused::
 
     python examples/wm_learning_curves.py --preset twm-cartpole --seeds 0 1 2 --jobs 2
     python examples/wm_learning_curves.py --preset twm-minatar --seeds 0 1 2 --jobs 2
+    python examples/wm_learning_curves.py --preset iris-minatar --seeds 0 1 2 --jobs 2
+
+TWM's tables go to ``docs/world_models.md``, IRIS's to ``docs/iris.md`` (section
+``learning-<preset>``).
 
 Extra ``--a.b=v`` arguments are passed to every run (e.g. ``--collect.steps=5000``).
 """
@@ -23,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "world_models.md"
+DOCS = {"twm": ROOT / "docs" / "world_models.md", "iris": ROOT / "docs" / "iris.md"}
+
+
+def algorithm(preset: str) -> str:
+    """``twm`` or ``iris``, from the preset's name (``twm-minatar`` -> ``twm``)."""
+    algo = preset.split("-")[0]
+    if algo not in DOCS:
+        raise SystemExit(f"--preset {preset}: expected a twm-* or iris-* preset")
+    return algo
 
 
 def run_seed(preset: str, seed: int, runs: Path, extra: list[str], threads: int) -> Path:
@@ -32,7 +45,8 @@ def run_seed(preset: str, seed: int, runs: Path, extra: list[str], threads: int)
     if (run_dir / "result.json").exists():  # written by the run when it finished
         return run_dir
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
-    base = [sys.executable, "-m", "seqrl", "train", "twm", "--run-dir", str(run_dir), "--quiet"]
+    algo = algorithm(preset)
+    base = [sys.executable, "-m", "seqrl", "train", algo, "--run-dir", str(run_dir), "--quiet"]
     if (run_dir / "checkpoints" / "last.pt").exists():
         cmd = [*base, "--resume"]
     else:
@@ -72,6 +86,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "curves")
     args, extra = parser.parse_known_args()
+    if args.preset.split("-")[0] not in DOCS:
+        parser.error(f"--preset {args.preset}: expected a twm-* or iris-* preset")
+    algo = algorithm(args.preset)
     threads = max((os.cpu_count() or 1) // args.jobs, 1)
 
     from concurrent.futures import ThreadPoolExecutor
@@ -120,7 +137,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.report import write_section
 
-    write_section(f"learning-{args.preset}", markdown, doc=DOC)
+    write_section(f"learning-{args.preset}", markdown, doc=DOCS[algo])
 
 
 if __name__ == "__main__":

@@ -153,6 +153,11 @@ PRESETS = {"iris-atari100k": iris_atari100k, "iris-minatar": iris_minatar}
 # The GPT over tokens
 
 
+def _mean_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Mean cross-entropy over the rows, 0 (not NaN) when there are none (all slots burn-in)."""
+    return F.cross_entropy(logits, target, reduction="sum") / max(len(target), 1)
+
+
 def _head(width: int, out: int) -> nn.Sequential:
     """IRIS's heads: Linear-ReLU-Linear."""
     return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, out))
@@ -238,9 +243,9 @@ class Dynamics(nn.Module):
         h_a = h[:, :, k][trained]  # (N, W) at the real action tokens
         reward_target = (batch.rewards[trained].sign() + 1).long()
         reward_logits = self.reward_head(h_a)
-        reward_loss = F.cross_entropy(reward_logits, reward_target)
+        reward_loss = _mean_cross_entropy(reward_logits, reward_target)
         end_logits = self.end_head(h_a)
-        end_loss = F.cross_entropy(end_logits, batch.terminals[trained].long())
+        end_loss = _mean_cross_entropy(end_logits, batch.terminals[trained].long())
         total = obs_loss + reward_loss + end_loss
         with torch.no_grad():
             accuracy = torch.cat(
@@ -256,9 +261,9 @@ class Dynamics(nn.Module):
                 "reward_loss": float(reward_loss.detach()),
                 "end_loss": float(end_loss.detach()),
                 "obs_accuracy": float(accuracy.float().mean()) if accuracy.numel() else 0.0,
-                "reward_accuracy": float(
-                    (reward_logits.argmax(-1) == reward_target).float().mean()
-                ),
+                "reward_accuracy": float((reward_logits.argmax(-1) == reward_target).float().mean())
+                if len(reward_target)
+                else 0.0,
             },
         )
 

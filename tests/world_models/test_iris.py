@@ -273,6 +273,15 @@ def test_padding_slots_are_neither_targets_nor_seen() -> None:
     assert not torch.allclose(a.total, full.total)
 
 
+def test_a_batch_of_burn_in_only_gives_a_finite_zero_loss() -> None:
+    model = tiny_model()
+    batch = make_batch(b=2, t=3)
+    burn = dataclasses.replace(batch, extras={"burn_in": torch.ones(2, 3, dtype=torch.bool)})
+    out = model.dynamics.loss(burn)
+    assert float(out.total.detach()) == 0.0 and out.metrics["reward_accuracy"] == 0.0
+    out.total.backward()  # still a graph: the update step can run it
+
+
 def test_training_specs_give_each_component_its_batches() -> None:
     model = tiny_model()
     tok, wm = model.training_spec("tokenizer"), model.training_spec("world_model")
