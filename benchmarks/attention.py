@@ -185,7 +185,16 @@ def run_case(impl: str, length: int, mode: str, device: str) -> dict:
 
 
 def measure(impl: str, length: int, mode: str, device: str, threads: int) -> dict:
-    """``run_case`` in a subprocess with the same threads and malloc settings for every side."""
+    """``run_case`` in a subprocess with the same threads and malloc settings for every side; on
+    CUDA in this process (a fresh process costs seconds of CUDA start-up per case, and the peak is
+    measured with the allocator's own counters, reset before each call)."""
+    if device.startswith("cuda"):
+        try:
+            return run_case(impl, length, mode, device)
+        except RuntimeError as exc:
+            return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+        finally:
+            torch.cuda.empty_cache()
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MALLOC_MMAP_THRESHOLD_="131072")
     cmd = [sys.executable, __file__, "--case", impl, str(length), mode, "--device", device]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -395,8 +404,9 @@ def attention_table(
         + (f" ({elapsed / 60:.0f} min, torch {torch.__version__}). " if from_log is None else ". ")
         + f"Batch 1, {HEADS} heads, head dim {HEAD_DIM}, float32, device {device}"
         + ("" if gpu else f", {threads} thread(s) for every side")
-        + f"; each figure is the median of {rounds} runs, each run one call in a fresh "
-        "subprocess after a 2k-token warm-up, the methods in turn (A B C, C B A)"
+        + f"; each figure is the median of {rounds} runs, each run one call"
+        + ("" if gpu else " in a fresh subprocess")
+        + " after a 2k-token warm-up, the methods in turn (A B C, C B A)"
         + (
             f"; on CUDA a run's time is the median of {GPU_REPEATS} further calls after that one "
             "(peak memory from the first)."
