@@ -4,10 +4,11 @@ Dilated attention mixes several attention calls by their softmax denominators, s
 call's log-sum-exp in the forward pass, and in the backward pass it needs a kernel that takes the
 *combined* output and log-sum-exp (the standard flash-attention backward does exactly that). On the
 CPU both come from PyTorch's fused flash kernel (``aten._scaled_dot_product_flash_attention_for_cpu``
-and its backward); on CUDA from the memory-efficient kernel (``aten._scaled_dot_product_efficient_attention``
-and its backward, float32, float16 and bfloat16, without a mask: the calls of the training forward);
-elsewhere (float64, masked calls, a missing operator) a plain matmul implementation of the same
-two functions is used.
+and its backward). On CUDA they come from the memory-efficient kernel
+(``aten._scaled_dot_product_efficient_attention`` and its backward) for float32, float16 and
+bfloat16 calls without a mask, the calls of the training forward (tested on CUDA in float32
+against the float64 reference). Elsewhere (float64, masked calls, a missing operator) a plain
+matmul implementation of the same two functions is used.
 
 Shapes: ``q`` (N, H, Lq, D), ``k`` and ``v`` (N, H, Lk, D), ``out`` (N, H, Lq, D), ``lse`` (N, H, Lq).
 ``mask`` is None or an additive float mask broadcastable to (N, H, Lq, Lk) (0 keeps, -inf drops);
