@@ -272,7 +272,10 @@ def raw_from_log(path: Path) -> dict[tuple[str, int, str], list[dict]]:
             key = (m.group(1), int(m.group(2)), m.group(3))
             raw.setdefault(key, []).append(ast.literal_eval(m.group(4)))
     if not raw:
-        raise SystemExit(f"--from-log {path}: no measurement lines in it")
+        print(
+            f"attention.py: error: --from-log {path}: no measurement lines in it", file=sys.stderr
+        )
+        raise SystemExit(2)
     return raw
 
 
@@ -383,11 +386,11 @@ def attention_table(
     )
     if from_log is not None:
         machine = (
-            f"{card}; rendered from the printed measurements of that run ({from_log.name}) with "
-            "`--from-log`: the run was stopped at its time limit in the correctness pass, after "
-            "every timing, so the error columns are empty here (the CUDA kernels' exactness, "
-            "output and gradients against the float64 reference, is checked by `tests/backbone` "
-            "on CUDA: `bash benchmarks/gpu.sh tests`)"
+            f"{card}; rendered with `--from-log` from the measurements that run printed "
+            f"({from_log.name}; it stopped at its time limit before writing its table). A log "
+            "holds no correctness figures, so the error columns are empty here; the CUDA "
+            "kernels' exactness (output and gradients against the float64 reference) is checked "
+            "by `tests/backbone` on CUDA: `bash benchmarks/gpu.sh tests`"
         )
     memory_note = (
         "- Peak memory: `torch.cuda.max_memory_allocated` during the call minus the memory allocated "
@@ -580,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         long_lengths = [8192] if args.quick else [65536]
         if args.from_log is not None and not args.from_log.is_file():
             parser.error(f"--from-log {args.from_log}: no such file")
+        if args.from_log is not None and args.device != "cpu" and not args.card:
+            parser.error("--from-log of a GPU run needs --card (the run's GPU and torch)")
         section = attention_table(
             lengths,
             long_lengths,
