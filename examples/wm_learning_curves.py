@@ -32,11 +32,8 @@ DOCS = {"twm": ROOT / "docs" / "world_models.md", "iris": ROOT / "docs" / "iris.
 
 
 def algorithm(preset: str) -> str:
-    """``twm`` or ``iris``, from the preset's name (``twm-minatar`` -> ``twm``)."""
-    algo = preset.split("-")[0]
-    if algo not in DOCS:
-        raise SystemExit(f"--preset {preset}: expected a twm-* or iris-* preset")
-    return algo
+    """The ``seqrl train`` command of a preset, its name's prefix (``twm-minatar`` -> ``twm``)."""
+    return preset.split("-")[0]
 
 
 def run_seed(preset: str, seed: int, runs: Path, extra: list[str], threads: int) -> Path:
@@ -86,9 +83,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "curves")
     args, extra = parser.parse_known_args()
-    if args.preset.split("-")[0] not in DOCS:
-        parser.error(f"--preset {args.preset}: expected a twm-* or iris-* preset")
     algo = algorithm(args.preset)
+    if algo not in DOCS:
+        parser.error(f"--preset {args.preset}: expected a twm-* or iris-* preset")
     threads = max((os.cpu_count() or 1) // args.jobs, 1)
 
     from concurrent.futures import ThreadPoolExecutor
