@@ -5,7 +5,7 @@ see ``docs/backbone.md``.
 """
 
 from seqrl.backbone.attention import CausalSelfAttention, Step, banded_attention
-from seqrl.backbone.cache import KVCache
+from seqrl.backbone.cache import KVCache, StaticKVCache
 from seqrl.backbone.config import (
     AttentionKind,
     FeedForwardKind,
@@ -33,6 +33,7 @@ __all__ = [
     "PositionKind",
     "ResNetEncoder",
     "Rotary",
+    "StaticKVCache",
     "Step",
     "Transformer",
     "TransformerConfig",

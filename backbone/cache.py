@@ -98,3 +98,76 @@ class KVCache:
             keep=self.keep,
             padded=self.padded,
         )
+
+
+class StaticKVCache:
+    """Keys and values of a fixed ``capacity``, for decoding one token at a time with fixed shapes.
+
+    Unlike :class:`KVCache` nothing grows or is concatenated: layer ``i``'s keys live in
+    ``keys[i]`` (B, H, capacity, head_dim) and the number of filled slots is the device tensor
+    ``length``, so a decoding step (:meth:`seqrl.backbone.Transformer.decode_static`) launches the
+    same kernels on the same memory every time, reads nothing back to the host, and can be
+    recorded once as a CUDA graph and replayed. All rows advance together from position 0 (no
+    padding, no per-row resets); slots at or beyond ``length`` are masked out.
+    """
+
+    def __init__(self, keys: Tensor, values: Tensor) -> None:
+        if keys.shape != values.shape or keys.dim() != 5:
+            raise ValueError(
+                f"StaticKVCache: keys {tuple(keys.shape)}, values {tuple(values.shape)}"
+            )
+        self.keys, self.values = keys, values  # (depth, B, H, capacity, head_dim)
+        self.length = torch.zeros((), dtype=torch.long, device=keys.device)
+
+    @classmethod
+    def empty(
+        cls,
+        batch_size: int,
+        depth: int,
+        heads: int,
+        head_dim: int,
+        capacity: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> StaticKVCache:
+        """An all-zero cache of ``capacity`` slots for ``batch_size`` sequences."""
+        shape = (depth, batch_size, heads, capacity, head_dim)
+        return cls(
+            torch.zeros(shape, dtype=dtype, device=device),
+            torch.zeros(shape, dtype=dtype, device=device),
+        )
+
+    @property
+    def batch_size(self) -> int:
+        """Number of sequences B."""
+        return self.keys.shape[1]
+
+    @property
+    def capacity(self) -> int:
+        """Slots per row: the longest sequence the cache holds."""
+        return self.keys.shape[3]
+
+    def load(self, cache: KVCache) -> None:
+        """Copy a :class:`KVCache` (e.g. after a prefill) in, in place: same memory afterwards.
+
+        Its positions ``offset ... position - 1`` go to the same slots (a banded cache keeps only
+        the last ``window - 1``; the slots before them are outside every later token's band).
+        """
+        start, end = cache.offset, cache.position
+        if cache.padded or end > self.capacity:
+            raise ValueError(
+                f"StaticKVCache.load: needs a cache without padding and at most {self.capacity} "
+                f"positions (padded {cache.padded}, {end} positions)"
+            )
+        if cache.batch_size != self.batch_size or len(cache.keys) != self.keys.shape[0]:
+            raise ValueError(
+                f"StaticKVCache.load: cache of {cache.batch_size} rows x {len(cache.keys)} layers, "
+                f"this one {self.batch_size} x {self.keys.shape[0]}"
+            )
+        for i, (k, v) in enumerate(zip(cache.keys, cache.values, strict=True)):
+            if k is None or v is None:
+                raise ValueError(f"StaticKVCache.load: layer {i} holds no keys")
+            self.keys[i, :, :, start:end].copy_(k)
+            self.values[i, :, :, start:end].copy_(v)
+        self.length.fill_(end)

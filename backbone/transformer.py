@@ -20,7 +20,7 @@ import math
 
 import torch
 from seqrl.backbone.attention import CausalSelfAttention, Step
-from seqrl.backbone.cache import KVCache
+from seqrl.backbone.cache import KVCache, StaticKVCache
 from seqrl.backbone.config import TransformerConfig
 from seqrl.backbone.feedforward import FeedForward
 from torch import Tensor, nn
@@ -57,6 +57,19 @@ class Block(nn.Module):
         a, kv = self.attn(self.norm1(x), step, past)
         x = x + a
         return x + self.dropout(self.ff(self.norm2(x))), kv
+
+    def decode_static(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        slot: Tensor,
+        bias: Tensor,
+        keys: Tensor,
+        values: Tensor,
+    ) -> Tensor:
+        """:meth:`forward` for one token per row over a :class:`StaticKVCache` layer."""
+        x = x + self.attn.decode_static(self.norm1(x), positions, slot, bias, keys, values)
+        return x + self.dropout(self.ff(self.norm2(x)))
 
 
 class Transformer(nn.Module):
@@ -145,6 +158,60 @@ class Transformer(nn.Module):
             cache.padded = cache.padded or padding_mask is not None
             if cache.keep is not None:
                 cache.crop(cache.keep)
+        return self.norm(x)
+
+    def new_static_cache(
+        self,
+        batch_size: int,
+        capacity: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> StaticKVCache:
+        """An empty :class:`StaticKVCache` of ``capacity`` slots for :meth:`decode_static`.
+
+        ``dtype``: of the keys and values, by default the parameters'; under autocast pass the
+        autocast dtype, so that attention reads the cache without a cast.
+        """
+        cfg = self.config
+        if cfg.attention == "dilated":
+            raise ValueError("Transformer: static decoding supports dense and banded attention")
+        if self.pos is not None and capacity > cfg.max_len:
+            raise ValueError(f"Transformer: capacity {capacity} > max_len {cfg.max_len}")
+        param = next(self.parameters())
+        return StaticKVCache.empty(
+            batch_size,
+            cfg.depth,
+            cfg.heads,
+            cfg.head_dim,
+            capacity,
+            dtype=param.dtype if dtype is None else dtype,
+            device=param.device if device is None else device,
+        )
+
+    def decode_static(self, x: Tensor, cache: StaticKVCache) -> Tensor:
+        """Features (B, 1, width) of one new token per row, appended to ``cache`` in place.
+
+        The same result as ``forward(x, cache=...)`` with a :class:`KVCache` holding the same
+        tokens, but with fixed shapes and no value read back to the host, so that a loop of such
+        steps can be recorded as a CUDA graph. The caller keeps ``cache.length < capacity``.
+        """
+        b = x.shape[0]
+        slot = cache.length
+        slots = torch.arange(cache.capacity, device=x.device)
+        allowed = slots <= slot
+        if self.config.attention == "banded":
+            allowed = allowed & (slots > slot - self.config.window)
+        bias = torch.zeros(allowed.shape, dtype=torch.float32, device=x.device)
+        bias = bias.masked_fill(~allowed, float("-inf")).view(1, 1, 1, -1)
+        positions = slot.view(1, 1).expand(b, 1)
+        if self.pos is not None:
+            x = x + self.pos(slot.view(1, 1))
+        x = self.dropout(x)
+        for i, block in enumerate(self.blocks):
+            assert isinstance(block, Block)
+            x = block.decode_static(x, positions, slot, bias, cache.keys[i], cache.values[i])
+        cache.length.add_(1)
         return self.norm(x)
 
     def _step(

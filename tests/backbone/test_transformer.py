@@ -1,5 +1,6 @@
 """The pre-norm decoder: shapes, init, causality, padding, and KV-cached decoding equal to the
-full forward pass (dense, banded, dilated; token by token and block by block; per-row resets)."""
+full forward pass (dense, banded, dilated; token by token and block by block; per-row resets), also
+through a ``StaticKVCache`` and a recorded CUDA graph (``GraphedCall``)."""
 
 import math
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from seqrl.backbone import Transformer, TransformerConfig, banded_attention
+from seqrl.backbone import KVCache, StaticKVCache, Transformer, TransformerConfig, banded_attention
 from seqrl.backbone.attention import Step, attention_mask
+from seqrl.backbone.graphs import GraphedCall
 
 KINDS = ["dense", "banded", "dilated"]
 
@@ -240,3 +242,68 @@ def test_attention_dropout_only_in_training_and_only_dense() -> None:
                 width=16, depth=1, heads=2, attention="banded", window=4, attn_dropout=0.1
             )
         )
+
+
+@pytest.mark.parametrize("attention", ["dense", "banded"])
+@pytest.mark.parametrize("positions", ["none", "learned", "rotary"])
+def test_static_decoding_after_a_prefill_equals_the_full_forward(attention, positions, device):
+    """Fixed-shape decoding (``StaticKVCache`` + ``decode_static``) after a prefill copied in."""
+    model = _model(attention, positions, device)
+    x = _x(3, 30, device=device)
+    prefill = model.new_cache(3, keep=None)
+    head = model(x[:, :7], cache=prefill)
+    static = model.new_static_cache(3, capacity=40)
+    static.load(prefill)
+    steps = [model.decode_static(x[:, i : i + 1], static) for i in range(7, 30)]
+    decoded = torch.cat([head, *steps], dim=1)
+    torch.testing.assert_close(decoded, model(x), atol=1e-12, rtol=0)
+    assert int(static.length) == 30 and static.capacity == 40
+
+
+def test_static_cache_refuses_what_it_cannot_hold():
+    model = _model(positions="learned")
+    with pytest.raises(ValueError, match="max_len"):
+        model.new_static_cache(2, capacity=129)
+    with pytest.raises(ValueError, match="dense and banded"):
+        Transformer(TransformerConfig(width=16, heads=4, attention="dilated")).new_static_cache(
+            2, 8
+        )
+    static = model.new_static_cache(2, capacity=4)
+    long = model.new_cache(2)
+    model(_x(2, 5), cache=long)
+    with pytest.raises(ValueError, match="at most 4 positions"):
+        static.load(long)
+    with pytest.raises(ValueError, match="2 rows x 2 layers, this one 3"):
+        model.new_static_cache(3, capacity=8).load(long)
+    with pytest.raises(ValueError, match="layer 0 holds no keys"):
+        model.new_static_cache(2, capacity=8).load(KVCache.empty(2, 2))
+
+
+def test_graphed_call_replays_with_new_inputs_and_restores_after_warmup(device):
+    """On CUDA the step is recorded (after warm-up calls undone by ``restore``) and replayed; on
+    the CPU it is called as is. Either way each call sees the inputs written before it."""
+    model = _model(device=device).float()
+    x = _x(2, 12, device=device).float()
+    static = model.new_static_cache(2, capacity=16)
+    inputs = torch.zeros(2, 1, 16, device=device)
+    host = {"length": 0}
+    call = GraphedCall(
+        lambda: (model.decode_static(inputs, static),),
+        lambda: static.length.fill_(host["length"]),
+        device=device,
+    )
+    outs = []
+    for i in range(12):
+        inputs.copy_(x[:, i : i + 1])
+        outs.append(call()[0].clone())
+        host["length"] += 1
+    assert int(static.length) == 12
+    torch.testing.assert_close(torch.cat(outs, dim=1), model(x), atol=1e-5, rtol=1e-5)
+    assert (call.graph is not None) == (device.type == "cuda")
+
+
+def test_static_cache_shapes():
+    cache = StaticKVCache.empty(2, 3, 4, 5, 6)
+    assert cache.keys.shape == (3, 2, 4, 6, 5) and cache.batch_size == 2 and cache.capacity == 6
+    with pytest.raises(ValueError, match="StaticKVCache"):
+        StaticKVCache(torch.zeros(1, 2, 3, 4, 5), torch.zeros(1, 2, 3, 4))
