@@ -35,6 +35,7 @@ import gymnasium as gym
 import torch
 import torch.nn.functional as F
 from seqrl.backbone import KVCache, Transformer, TransformerConfig
+from seqrl.backbone.graphs import GraphedCall
 from seqrl.errors import ConfigError
 from seqrl.protocols import ImaginedStep, TrainingSpec
 from seqrl.types import LossOutput, TrajectoryBatch
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 
 PolicyFrames = Literal["reconstructed", "real"]
 Sampling = Literal["sample", "argmax"]
+Decoding = Literal["auto", "cache", "graph"]
 
 
 def _paper_backbone() -> TransformerConfig:
@@ -99,6 +101,14 @@ class IRISConfig:
     sampling: Sampling = field(
         default="sample",
         metadata={"help": "imagined tokens, rewards, terminations: sampled (paper) or argmax"},
+    )
+    decoding: Decoding = field(
+        default="auto",
+        metadata={
+            "help": "imagination's GPT decoding: 'cache' a growing KV cache, one pass per token; "
+            "'graph' a fixed-size cache with each frame's 17 passes and its decoding recorded "
+            "once as a CUDA graph (run eagerly off CUDA); 'auto' graph on CUDA, else cache"
+        },
     )
 
 
@@ -282,11 +292,91 @@ class IRISState:
 
     tokens: Tensor  # (B, K) long
     cache: KVCache | None = None
+    decoder: _GraphDecoder | None = None  # graph decoding: the decoder whose cache ends here
+    version: int = 0  # the decoder's step count when this state was made
 
     def select(self, index: Tensor) -> IRISState:
-        """Rows ``index`` (long (B',), may repeat), e.g. several rollouts per context."""
-        cache = None if self.cache is None else self.cache.select(index)
+        """Rows ``index`` (long (B',), may repeat), e.g. several rollouts per context (graph
+        decoding continues on a copy of its cache, in ``cache`` mode)."""
+        cache = self.cache
+        if self.decoder is not None:
+            cache = self.decoder.kv_cache(self.version)
+        cache = None if cache is None else cache.select(index)
         return IRISState(self.tokens.index_select(0, index.to(self.tokens.device)), cache)
+
+
+class _GraphDecoder:
+    """Graph decoding of imagined frames for B rollouts over one :class:`StaticKVCache`.
+
+    A call runs one frame: the action token (reward sign and termination sampled from its heads),
+    the K frame tokens one pass each, and the tokenizer's decoding of them; on CUDA the whole
+    frame is recorded once as a CUDA graph (:class:`GraphedCall`) and replayed. The cache is
+    advanced in place, so only the newest state (``version``) may step.
+    """
+
+    def __init__(
+        self, model: IRIS, batch_size: int, argmax: bool, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        dyn = model.dynamics
+        self.model, self.argmax = model, argmax
+        self.cache = dyn.transformer.new_static_cache(
+            batch_size, dyn.max_tokens, dtype=dtype, device=device
+        )
+        self.actions = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.length = 0  # the host's copy of cache.length
+        self.version = 0
+        self.call = GraphedCall(
+            self._frame, lambda: self.cache.length.fill_(self.length), device=device
+        )
+
+    def _frame(self) -> tuple[Tensor, ...]:
+        dyn, argmax = self.model.dynamics, self.argmax
+        decode = dyn.transformer.decode_static
+        h = decode(dyn.embed_action(self.actions)[:, None], self.cache)[:, 0]
+        reward = IRIS._sample(dyn.reward_head(h), argmax)
+        end = IRIS._sample(dyn.end_head(h), argmax)
+        tokens = []
+        for _ in range(dyn.k):
+            token = IRIS._sample(dyn.obs_head(h), argmax)
+            tokens.append(token)
+            h = decode(dyn.embed_obs(token)[:, None], self.cache)[:, 0]
+        next_tokens = torch.stack(tokens, dim=1)
+        return reward, end, next_tokens, self.model.tokenizer.decode(next_tokens)
+
+    def start(self, tokens: Tensor) -> None:
+        """Fill the cache with the frame ``tokens`` (B, K) alone (one eager pass)."""
+        cache = self.model._refresh(tokens)
+        self.cache.load(cache)
+        self.length = cache.length
+
+    def step(self, state: IRISState, actions: Tensor) -> tuple[IRISState, ImaginedStep]:
+        """The frame after ``state`` (whose cache this decoder holds, or none yet) and ``actions``."""
+        block = self.model.dynamics.block
+        if state.decoder is self and state.version != self.version:
+            raise RuntimeError(
+                "iris: this imagination state was already stepped: graph decoding advances one "
+                "cache in place (branch rollouts with state.select, or decoding=cache)"
+            )
+        if state.decoder is not self or self.length + block > self.cache.capacity:
+            self.start(state.tokens)
+        self.actions.copy_(actions)
+        reward, end, tokens, frames = (t.clone() for t in self.call())
+        self.length += block
+        self.version += 1
+        step = ImaginedStep(frames, reward.float() - 1.0, 1.0 - end.float())
+        return IRISState(tokens, decoder=self, version=self.version), step
+
+    def kv_cache(self, version: int) -> KVCache:
+        """A :class:`KVCache` copy of the cache as of ``version`` (the newest)."""
+        if version != self.version:
+            raise RuntimeError("iris: this imagination state was already stepped")
+        n, c = self.length, self.cache
+        return KVCache(
+            keys=[k[:, :, :n].clone() for k in c.keys],
+            values=[v[:, :, :n].clone() for v in c.values],
+            valid=torch.ones(c.batch_size, n, dtype=torch.bool, device=c.keys.device),
+            row_start=torch.zeros(c.batch_size, dtype=torch.long, device=c.keys.device),
+        )
 
 
 class IRIS(nn.Module):
@@ -300,6 +390,7 @@ class IRIS(nn.Module):
         self.tokenizer = Tokenizer(cfg.tokenizer, obs_shape)
         self.dynamics = Dynamics(cfg.dynamics, self.tokenizer, num_actions)
         self.feature_shape: tuple[int, ...] = (self.tokenizer.channels, 64, 64)
+        self._decoders: dict[tuple, _GraphDecoder] = {}
 
     def components(self) -> dict[str, nn.Module]:
         """Trainable parts by name: the tokenizer, and the GPT (without the tokenizer)."""
@@ -340,10 +431,12 @@ class IRIS(nn.Module):
 
     @staticmethod
     def _sample(logits: Tensor, argmax: bool) -> Tensor:
-        """(B, C) logits -> (B,) classes, sampled or the most likely."""
+        """(B, C) logits -> (B,) classes, sampled (Gumbel-max: no host read, so a CUDA graph can
+        record it) or the most likely."""
         if argmax:
             return logits.argmax(-1)
-        return torch.multinomial(logits.float().softmax(-1), 1).squeeze(-1)
+        gumbel = -torch.empty_like(logits, dtype=torch.float32).exponential_().log()
+        return (logits.float() + gumbel).argmax(-1)
 
     def imagine_start(self, context: TrajectoryBatch) -> tuple[IRISState, Tensor]:
         """Real context (B, T) -> (state at the last frame, features (B, T, C, 64, 64) in [0, 1]).
@@ -371,10 +464,30 @@ class IRIS(nn.Module):
         """
         return self._step(state, actions, argmax=self.cfg.sampling == "argmax")
 
+    def _graph_decoder(self, batch_size: int, argmax: bool, device: torch.device) -> _GraphDecoder:
+        """The decoder for this batch size, sampling mode, device and autocast state."""
+        amp = torch.is_autocast_enabled(device.type)
+        dtype = (
+            torch.get_autocast_dtype(device.type) if amp else self.dynamics.embed_obs.weight.dtype
+        )
+        key = (batch_size, argmax, device, dtype, self.training)
+        if key not in self._decoders:
+            if len(self._decoders) >= 4:  # each holds a cache: keep a few
+                self._decoders.clear()
+            self._decoders[key] = _GraphDecoder(self, batch_size, argmax, device, dtype)
+        return self._decoders[key]
+
     def _step(
         self, state: IRISState, actions: Tensor, argmax: bool
     ) -> tuple[IRISState, ImaginedStep]:
         dyn = self.dynamics
+        device = state.tokens.device
+        graph = self.cfg.decoding == "graph" or (
+            self.cfg.decoding == "auto" and device.type == "cuda"
+        )
+        if state.decoder is not None or (state.cache is None and graph):
+            decoder = state.decoder or self._graph_decoder(state.tokens.shape[0], argmax, device)
+            return decoder.step(state, actions)
         cache = state.cache
         if cache is None or cache.length + dyn.block > dyn.max_tokens:
             cache = self._refresh(state.tokens)

@@ -344,10 +344,18 @@ def _uncached_rollout(model: IRIS, start: torch.Tensor, actions: torch.Tensor) -
     return out
 
 
-def test_kv_cached_imagination_equals_uncached() -> None:
-    model = tiny_model(sampling="argmax").eval()
-    context = make_batch(b=3, t=2)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("decoding", ["cache", "graph"])
+def test_kv_cached_imagination_equals_uncached(decoding: str, device: str) -> None:
+    """Both decodings (on CUDA ``graph`` replays a recorded CUDA graph; on the CPU it runs the
+    same fixed-shape steps eagerly) give the uncached argmax rollout, across cache restarts."""
+    model = tiny_model(sampling="argmax", decoding=decoding).eval().to(device)
+    context = make_batch(b=3, t=2).to(device)
     actions = torch.randint(0, ACTIONS, (3, 5), generator=torch.Generator().manual_seed(1))
+    actions = actions.to(device)
     with torch.no_grad():
         state, _ = model.imagine_start(context)
         reference = _uncached_rollout(model, state.tokens, actions)
@@ -355,12 +363,49 @@ def test_kv_cached_imagination_equals_uncached() -> None:
             state, step = model.imagine_step(state, actions[:, j])
             assert torch.equal(state.tokens, tokens), j
             assert torch.equal(step.rewards, reward) and torch.equal(step.continues, cont)
-            assert torch.allclose(step.features, model.tokenizer.decode(tokens))
+            assert torch.allclose(step.features, model.tokenizer.decode(tokens), atol=1e-5)
+            assert (state.decoder is not None) == (decoding == "graph")
+    if device == "cuda" and decoding == "graph":
+        assert state.decoder is not None and state.decoder.call.graph is not None
     # open-loop prediction is the same argmax rollout, in the observations' layout
     predicted = model.predict(context, actions, 5)
     assert predicted.shape == (3, 5, 64, 64, 3)
     last = model.tokenizer.decode(reference[-1][0]).permute(0, 2, 3, 1)
-    assert torch.allclose(predicted[:, -1], last)
+    assert torch.allclose(predicted[:, -1], last, atol=1e-5)
+
+
+def test_graph_decoding_steps_only_the_newest_state_and_branches_through_select() -> None:
+    model = tiny_model(sampling="argmax", decoding="graph").eval()
+    context = make_batch(b=2, t=2)
+    a = torch.tensor([1, 2])
+    with torch.no_grad():
+        start, _ = model.imagine_start(context)
+        first, _ = model.imagine_step(start, a)
+        second, _ = model.imagine_step(first, a)
+        with pytest.raises(RuntimeError, match="already stepped"):
+            model.imagine_step(first, a)  # its cache has moved on to `second`
+        # select copies the cache into a growing KVCache: the branches continue like the original
+        branch = second.select(torch.tensor([1, 1, 0]))
+        assert branch.decoder is None and branch.cache is not None
+        b_next, _ = model.imagine_step(branch, torch.tensor([0, 0, 1]))
+        cache_model = tiny_model(sampling="argmax", decoding="cache").eval()
+        ref, _ = cache_model.imagine_start(context)
+        for _ in range(2):
+            ref, _ = cache_model.imagine_step(ref, a)
+        ref, _ = cache_model.imagine_step(
+            ref.select(torch.tensor([1, 1, 0])), torch.tensor([0, 0, 1])
+        )
+    assert torch.equal(b_next.tokens, ref.tokens)
+
+
+def test_gumbel_max_sampling_follows_the_softmax() -> None:
+    """Imagination samples tokens as argmax(logits + Gumbel noise): no host read (a CUDA graph
+    records it) and the same distribution as sampling the softmax."""
+    logits = torch.tensor([[2.0, 0.5, -1.0, 0.0]]).expand(40_000, 4)
+    torch.manual_seed(0)
+    counts = torch.bincount(IRIS._sample(logits, argmax=False), minlength=4).float()
+    torch.testing.assert_close(counts / counts.sum(), logits[0].softmax(-1), atol=0.01, rtol=0)
+    assert torch.equal(IRIS._sample(logits[:2], argmax=True), torch.tensor([0, 0]))
 
 
 def test_sampled_imagination_varies_with_the_seed() -> None:
