@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The checks and benchmarks that need a GPU, as one script for one short lease of a GPU machine.
 #
-#   1. the backbone tests on CUDA (tests/backbone/conftest.py adds the "cuda" device where one is
-#      visible: dense, banded and dilated attention, KV-cached decoding, float32 kernels);
+#   1. the backbone and IRIS tests on CUDA (tests/backbone/conftest.py adds the "cuda" device where
+#      one is visible: dense, banded and dilated attention, KV-cached and fixed-shape decoding,
+#      float32 kernels, CUDA-graph replay; test_iris.py: IRIS imagination through a CUDA graph);
 #   2. benchmarks/attention.py --device cuda (section attention-cuda of docs/benchmarks.md);
 #   3. benchmarks/world_models.py --device cuda, TWM and IRIS (section world-models-cuda).
 #
@@ -46,7 +47,8 @@ run() {  # run NAME SECONDS COMMAND...: its log in $OUT/NAME.log, its exit statu
 parts=${*:-tests attention world_models world_models_bf16}
 for part in $parts; do
     case $part in
-    tests) run tests_backbone 80 python3 -m pytest -q -p no:cacheprovider tests/backbone ;;
+    tests) run tests_backbone 150 python3 -m pytest -q -p no:cacheprovider tests/backbone \
+        tests/world_models/test_iris.py ;;
     attention) run attention 220 python3 benchmarks/attention.py --part attention --device cuda --rounds 1 ;;
     world_models) run world_models 150 python3 benchmarks/world_models.py --device cuda --iris on \
         --iters 10 --acting-steps 50 --rounds 2 --replay-steps 20000 ;;

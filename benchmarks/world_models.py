@@ -494,6 +494,50 @@ def peer_times(
     return out
 
 
+def iris_decoding_times(
+    s: Setup, batch: int, rounds: int, warmup: int, amp: torch.dtype | None
+) -> tuple[dict[str, list[float]], str]:
+    """A B A B: seconds per ``imagine`` rollout of IRIS with ``decoding`` graph and cache, after
+    checking that both give the same argmax open-loop prediction."""
+    from seqrl.world_models.imagination import imagine
+
+    wm, horizon = s.world_model, s.cfg.actor_critic.horizon
+    context = s.ac_sampler.sample(batch, np.random.default_rng(2)).to(s.device)
+    actions = torch.randint(0, 6, (batch, horizon), generator=torch.Generator().manual_seed(3))
+    actions = actions.to(s.device)
+    predicted = {}
+    out: dict[str, list[float]] = {"graph": [], "cache": []}
+
+    def run(mode: str) -> Any:
+        wm.cfg.decoding = mode
+        return imagine(wm, s.actor_critic, context, horizon)
+
+    was_training = wm.training
+    try:
+        with autocast(s.device, amp):
+            wm.eval()  # dropout off, as in imagine()
+            for mode in out:
+                wm.cfg.decoding = mode
+                predicted[mode] = wm.predict(context, actions, horizon).float()
+            wm.train(was_training)
+            for mode in out:
+                for _ in range(warmup):
+                    run(mode)
+            for _ in range(rounds):
+                for mode in out:
+                    out[mode].append(
+                        statistics.median(repeat(s.device, lambda m=mode: run(m), 0, 1))
+                    )
+    finally:
+        wm.cfg.decoding = "auto"
+    diff = float((predicted["graph"] - predicted["cache"]).abs().max())
+    same = float((predicted["graph"] == predicted["cache"]).float().mean())
+    return out, (
+        f"argmax open-loop prediction of {batch} x {horizon} frames: graph vs cache decoding "
+        f"max |diff| {diff:.1e}, {100 * same:.2f}% of pixel values identical"
+    )
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -708,6 +752,12 @@ def main() -> None:
     print("TWM: cached vs uncached imagination", flush=True)
     peer = peer_times(twm, args.peer_batch, args.rounds, 1, 1 if gpu or not quick else 0, amp)
     ratios = [u / c for c, u in zip(peer["cached"], peer["uncached"], strict=True)]
+    iris_decoding = None
+    if len(setups) > 1:
+        print("IRIS: graph vs cache decoding", flush=True)
+        iris_decoding = iris_decoding_times(
+            setups[1], args.ac_batch or setups[1].cfg.actor_critic.batch_size, args.rounds, 1, amp
+        )
     load_after = os.getloadavg()[0]
 
     rows = [
@@ -737,6 +787,23 @@ def main() -> None:
         f"| imagined steps/s | {pb * horizon / med(peer['cached']):,.0f} | "
         f"{pb * horizon / med(peer['uncached']):,.0f} | |",
     ]
+    if iris_decoding is not None:
+        times, _ = iris_decoding
+        ib = args.ac_batch or setups[1].cfg.actor_critic.batch_size
+        ih = setups[1].cfg.actor_critic.horizon
+        gain = [c / g for g, c in zip(times["graph"], times["cache"], strict=True)]
+        rows += [
+            "",
+            f"| IRIS imagination, {ib} rollouts x {ih} frames, A B rounds | `decoding graph` "
+            "(CUDA graph per frame) | `decoding cache` (one launch sequence per token) | "
+            "cache / graph |",
+            "|---|---|---|---|",
+            f"| seconds per rollout batch: median (rounds) | {fmt_ms(times['graph'])} | "
+            f"{fmt_ms(times['cache'])} | **{med(gain):.2f}x** "
+            f"({', '.join(f'{r:.2f}' for r in gain)}) |",
+            f"| imagined steps/s | {ib * ih / med(times['graph']):,.0f} | "
+            f"{ib * ih / med(times['cache']):,.0f} | |",
+        ]
 
     wm_cfg = twm.cfg.world_model
     ac_cfg = twm.cfg.actor_critic
@@ -782,6 +849,12 @@ def main() -> None:
         "",
         iris_note if len(setups) == 1 else "IRIS measured with its `iris-atari100k` preset.",
     ]
+    if iris_decoding is not None:
+        notes += [
+            "",
+            f"IRIS decoding: the rows above use `decoding auto` (graph on CUDA, cache on the "
+            f"CPU); the A B table runs `imagine` with each. Check: {iris_decoding[1]}.",
+        ]
     if quick:
         notes.insert(1, "**Smoke run (`--quick`): batches shrunk; the figures mean nothing.**")
     if not gpu:
