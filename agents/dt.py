@@ -86,6 +86,13 @@ class DTConfig:
             "help": "timestep embedding init: torch N(0, 1) (DT gym code), gpt2 N(0, 0.02) (d3rlpy), zeros (minGPT Atari)"
         },
     )
+    action_loss: Literal["mean", "sum"] = field(
+        default="mean",
+        metadata={
+            "help": "tanh head's squared error: mean over action dimensions (the paper's code) or "
+            "summed over them (d3rlpy)"
+        },
+    )
     conditioning: Literal["return", "none"] = field(
         default="return",
         metadata={
@@ -280,8 +287,9 @@ class DecisionTransformer(nn.Module):
         m = batch.mask.bool()
         if self.cfg.action_head == "tanh":
             pred, target = torch.tanh(out[m]), self.to_unit(batch.actions[m].float())
-            total = F.mse_loss(pred, target)
-            return LossOutput(total, {"action_mse": float(total.detach())})
+            mse = F.mse_loss(pred, target)
+            total = mse if self.cfg.action_loss == "mean" else mse * pred.shape[-1]
+            return LossOutput(total, {"action_mse": float(mse.detach())})
         if self.cfg.action_head == "tanh_gaussian":
             target = self.to_unit(batch.actions[m].float())
             total = -self._tanh_gaussian_log_prob(out[m], target).mean()

@@ -96,7 +96,7 @@ def run_seqrl(dataset: Any, seed: int, target: float, args: argparse.Namespace) 
         base,
         dataset=str(dataset.metadata.location),
         env=args.env,
-        model=replace(base.model, timestep_init=args.timestep_init),
+        model=replace(base.model, timestep_init=args.timestep_init, action_loss=args.action_loss),
         optim=replace(base.optim, warmup_steps=args.updates // 10),
         eval=EvalConfig(
             targets=(target,), episodes=args.episodes, mode="window", seed=10_000 + 100 * seed
@@ -225,6 +225,13 @@ def table(
     command = (
         f"OMP_WAIT_POLICY=PASSIVE python examples/dt_vs_d3rlpy.py --updates {args.updates} --episodes {args.episodes} "
         f"--seeds {' '.join(map(str, seeds))} --threads {args.threads} --timestep-init {args.timestep_init}"
+        + (f" --action-loss {args.action_loss}" if args.action_loss != "mean" else "")
+    )
+    loss = (
+        "the paper's action loss (squared error averaged over action dimensions)"
+        if args.action_loss == "mean"
+        else "`--model.action_loss sum` (the squared error summed over action dimensions, as "
+        "d3rlpy's loss; the paper's code averages)"
     )
     lines = [
         f"Command: `{command}`.{status}",
@@ -232,7 +239,7 @@ def table(
         f"**Reduced budget**: {args.updates} updates per run with a {args.updates // 10}-update warm-up "
         f"(the paper: 100k updates, 10k warm-up), {args.episodes} evaluation episodes per seed (the paper: 100); "
         "everything else is the paper's gym configuration on both sides (seqrl preset `dt-paper-gym` with "
-        f"`window` evaluation and `--model.timestep_init {args.timestep_init}`; d3rlpy 2.8.1 "
+        f"`window` evaluation, `--model.timestep_init {args.timestep_init}` and {loss}; d3rlpy 2.8.1 "
         "`DecisionTransformerConfig` as in its reproduction script, which initialises its timestep "
         "embedding at N(0, 0.02), evaluated with its `as_stateful_wrapper`).",
         "",
@@ -256,11 +263,15 @@ def table(
             f"| {lib} | {per_seed} | {means.mean():.0f} +- {means.std():.0f} | {norms.mean():.1f} +- {norms.std():.1f} "
             f"| {np.mean(secs) / 60:.1f} min ({', '.join(f'{s / 60:.1f}' for s in secs)}) |"
         )
+    load = (
+        f"load average at the end {os.getloadavg()[0]:.1f}"
+        if not args.from_results
+        else f"table rendered afterwards from `--from-results {Path(args.from_results).name}`"
+    )
     lines += [
         "",
         f"Machine: {os.cpu_count()} CPU cores shared with other jobs, torch threads {args.threads} on both sides, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, load average at the end "
-        f"{os.getloadavg()[0]:.1f}; wall times are therefore only indicative (speed is measured in `benchmarks/dt.py`). "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, {load}; wall times are therefore only indicative (speed is measured in `benchmarks/dt.py`). "
         "Std is over seeds (population std); each seed's return is the mean over its episodes.",
     ]
     return "\n".join(lines)
@@ -293,6 +304,13 @@ def main() -> None:
         help="seqrl's timestep embedding init; gpt2 = N(0, 0.02), as d3rlpy initialises its own",
     )
     parser.add_argument(
+        "--action-loss",
+        choices=["mean", "sum"],
+        default="mean",
+        help="seqrl's squared action error over action dimensions: mean (the paper's code) or "
+        "sum (as d3rlpy's loss)",
+    )
+    parser.add_argument(
         "--cache", default="~/.cache/seqrl/demo", help="where the demo dataset is kept"
     )
     parser.add_argument(
@@ -309,6 +327,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--no-write", action="store_true", help="print only; do not update docs/dt.md"
+    )
+    parser.add_argument(
+        "--from-results",
+        default="",
+        help="train nothing: render the table from a --results file of an earlier run (the other "
+        "flags must be those of that run)",
     )
     # worker-only arguments
     parser.add_argument("--worker", choices=["d3rlpy"], help=argparse.SUPPRESS)
@@ -330,6 +354,27 @@ def main() -> None:
         f"episode returns {np.min(returns):.0f} to {np.max(returns):.0f} (mean {np.mean(returns):.0f})."
     )
     results: dict[str, list[dict[str, Any]]] = {"seqrl": [], "d3rlpy": []}
+    if args.from_results:
+        try:
+            saved = json.loads(Path(args.from_results).read_text())
+            results, saved_target = saved["results"], float(saved["target"])
+        except (OSError, ValueError, KeyError) as exc:
+            print(
+                f"--from-results {args.from_results}: not a results file ({exc})", file=sys.stderr
+            )
+            raise SystemExit(2) from None
+        if saved_target != target:
+            print(
+                f"--from-results {args.from_results}: target {saved_target:g}, this dataset's is "
+                f"{target:g}",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        markdown = table(results, args.seeds, target, data_line, args)
+        if not args.no_write:
+            write_doc(markdown)
+        print(markdown)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "data.npz"
         export_npz(dataset, npz)

@@ -199,6 +199,19 @@ def test_overfits_one_batch(head: str) -> None:
     assert last < first - 0.5 * abs(first) if head != "tanh_gaussian" else last < first - 2.0
 
 
+def test_action_loss_sum_is_the_mean_times_the_action_dimensions() -> None:
+    """``action_loss sum`` (d3rlpy's loss) sums the squared error over the action dimensions where
+    the paper's code averages; the logged ``action_mse`` is the mean either way."""
+    b = batch(4, 4, False, np.random.default_rng(1))
+    out = {}
+    for reduction in ("mean", "sum"):
+        torch.manual_seed(0)
+        model = build_model(tiny(action_loss=reduction), OBS, BOX)
+        out[reduction] = model.loss(b)
+    torch.testing.assert_close(out["sum"].total, 2 * out["mean"].total)  # BOX has 2 dimensions
+    assert out["sum"].metrics["action_mse"] == out["mean"].metrics["action_mse"]
+
+
 def test_bad_combinations() -> None:
     with pytest.raises(UsageError, match="does not fit discrete"):
         build_model(tiny(), OBS, DISCRETE)
