@@ -677,6 +677,11 @@ def main() -> None:
         action="store_true",
         help="cuda: allow TF32 matmuls (off in torch and in the loop by default)",
     )
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="cuda: let cuDNN time its convolution algorithms per shape (off in torch and the loop)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--iris",
@@ -714,6 +719,8 @@ def main() -> None:
     if gpu and args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if gpu and args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
 
     sys.path.insert(0, str(HERE))
     from report import machine_line, write_section
@@ -813,6 +820,7 @@ def main() -> None:
         precision += (
             f", TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'} "
             f"(cuDNN convolutions {'on' if torch.backends.cudnn.allow_tf32 else 'off'}), "
+            f"cuDNN benchmark {'on' if torch.backends.cudnn.benchmark else 'off'}, "
             f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
         )
     threads = torch.get_num_threads()

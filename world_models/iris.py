@@ -22,8 +22,10 @@ sampled from its heads), then samples the 16 frame tokens one at a time, feeding
 the cache; when the next step would overflow ``sequence_length`` frames the cache restarts from the
 current frame's tokens. The actor-critic sees frames as floats in [0, 1], (C, 64, 64): decoded
 imagined tokens, and for the real context the tokenizer's reconstructions (IRIS's
-``use_original_obs: false``) or, with ``policy_frames=real``, the frames themselves. Deviations from
-the paper are listed in ``docs/iris.md``.
+``use_original_obs: false``) or, with ``policy_frames=real``, the frames themselves. On CUDA
+(``decoding=graph``) each imagined frame runs over a fixed-size cache and is recorded once as a CUDA
+graph (:class:`_GraphDecoder`): the same tokens, one launch per frame instead of hundreds per
+token. Deviations from the paper are listed in ``docs/iris.md``.
 """
 
 from __future__ import annotations
