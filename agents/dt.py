@@ -260,6 +260,8 @@ class DecisionTransformer(nn.Module):
         actions: Tensor,
         timesteps: Tensor,
         mask: Tensor | None = None,
+        *,
+        last_only: bool = False,
     ) -> Tensor:
         """Head outputs at every state token, ``(B, T, out)``.
 
@@ -269,12 +271,25 @@ class DecisionTransformer(nn.Module):
             actions: ``(B, T, act_dim)`` float or ``(B, T)`` long.
             timesteps: ``(B, T)`` long.
             mask: ``(B, T)`` bool, False on padding.
+            last_only: acting from a window: only the last state token's output ``(B, 1, out)``,
+                the same numbers computed with less work (the last action token, which it cannot
+                see, is dropped and the final block runs that token's query alone; dense and
+                banded attention, else the full pass).
         """
         tokens = rearrange(
             self.step_tokens(returns_to_go, obs, actions, timesteps), "b t k d -> b (t k) d"
         )
         padding = None if mask is None else mask.bool().repeat_interleave(3, dim=1)
+        if last_only and self.cfg.backbone.attention != "dilated":
+            h = self.backbone(
+                self.embed_norm(tokens[:, :-1]),
+                padding_mask=None if padding is None else padding[:, :-1],
+                last_only=True,
+            )
+            return self.head(h)
         h = self.backbone(self.embed_norm(tokens), padding_mask=padding)
+        if last_only:
+            return self.head(h[:, -2:-1])
         return self.head(h[:, 1::3])  # the state tokens
 
     # --- losses and actions -------------------------------------------------------------------
@@ -412,7 +427,9 @@ class DTAgent:
         self.rtg[:, -1] = self.rtg_now
         self.timesteps[:, -1] = self.t_now
         self.mask[:, -1] = True
-        out = self.model(self.rtg, self.obs, self.actions, self.timesteps, self.mask)
+        out = self.model(
+            self.rtg, self.obs, self.actions, self.timesteps, self.mask, last_only=True
+        )
         return out[:, -1]
 
     def _act_cached(self, obs: Tensor) -> Tensor:

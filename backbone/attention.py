@@ -107,6 +107,37 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
         return self.dropout(self.proj(y)), (k, v)
 
+    def forward_last(self, x: Tensor, positions: Tensor, key_padding: Tensor | None) -> Tensor:
+        """Attention output (B, 1, D) of the last of the tokens ``x`` (B, L, D) alone, no cache.
+
+        Keys and values of all L tokens, the query of the last one: it may attend every earlier
+        token (causal), within the band for banded attention, except padding (``key_padding``
+        (B, L), False on padding). What :meth:`Transformer.forward` with ``last_only`` runs in
+        its final block.
+        """
+        cfg = self.config
+        if cfg.attention == "dilated":
+            raise ValueError("Transformer: last_only supports dense and banded attention")
+        b, length, width = x.shape
+        if cfg.attention == "banded" and length > cfg.window:
+            x, positions = x[:, -cfg.window :], positions[:, -cfg.window :]
+            key_padding = None if key_padding is None else key_padding[:, -cfg.window :]
+            length = cfg.window
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, -1:], weight[:width], None if bias is None else bias[:width])
+        kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
+        q = q.view(b, 1, self.heads, self.head_dim).transpose(1, 2)
+        k, v = kv.view(b, length, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.rotary is not None:
+            q, k = self.rotary(q, positions[:, -1:]), self.rotary(k, positions)
+        mask = None
+        if key_padding is not None:
+            itself = torch.zeros_like(key_padding)
+            itself[:, -1] = True
+            mask = (key_padding | itself)[:, None, None, :]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.dropout(self.proj(y.transpose(1, 2).reshape(b, 1, width)))
+
     def decode_static(
         self, x: Tensor, positions: Tensor, slot: Tensor, bias: Tensor, keys: Tensor, values: Tensor
     ) -> Tensor:

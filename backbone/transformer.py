@@ -58,6 +58,12 @@ class Block(nn.Module):
         x = x + a
         return x + self.dropout(self.ff(self.norm2(x))), kv
 
+    def forward_last(self, x: Tensor, step: Step) -> Tensor:
+        """:meth:`forward` for the last token alone (B, 1, width): the others only as keys."""
+        h = self.norm1(x)
+        x = x[:, -1:] + self.attn.forward_last(h, step.positions, step.key_padding)
+        return x + self.dropout(self.ff(self.norm2(x)))
+
     def decode_static(
         self,
         x: Tensor,
@@ -124,14 +130,23 @@ class Transformer(nn.Module):
         return KVCache.empty(batch_size, self.config.depth, keep=keep, device=device)
 
     def forward(
-        self, x: Tensor, *, padding_mask: Tensor | None = None, cache: KVCache | None = None
+        self,
+        x: Tensor,
+        *,
+        padding_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> Tensor:
         """Features of the tokens ``x`` (B, n, width).
 
         ``padding_mask`` (B, n) is False on padding tokens, which no other token attends to (left
         padding, as in DT batches, or right padding). With ``cache`` the n tokens follow the cached
-        ones; their keys and values are appended to it.
+        ones; their keys and values are appended to it. ``last_only`` (no cache; dense or banded
+        attention): only the last token's features (B, 1, width) are wanted, so the final block
+        computes the query, feed-forward and norm of that token alone (e.g. acting from a window).
         """
+        if last_only and (cache is not None or self.config.attention == "dilated"):
+            raise ValueError("Transformer: last_only needs no cache and dense or banded attention")
         b, n, _ = x.shape
         step = self._step(b, n, padding_mask, cache, x.device)
         if self.pos is not None:
@@ -141,6 +156,12 @@ class Transformer(nn.Module):
                 )
             x = x + self.pos(step.positions)
         x = self.dropout(x)
+        if last_only:
+            *body, final = self.blocks
+            for block in body:
+                x, _ = block(x, step)
+            assert isinstance(final, Block)
+            return self.norm(final.forward_last(x, step))
         for i, block in enumerate(self.blocks):
             past = None
             if cache is not None and cache.keys[i] is not None:

@@ -129,6 +129,22 @@ def test_cached_decoding_equals_full_forward(attention: str, discrete: bool) -> 
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("attention", ["dense", "banded", "dilated"])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_window_acting_computes_only_the_last_state_token(attention: str, discrete: bool) -> None:
+    """``last_only`` (what ``window`` acting runs) gives the full pass's last state output, with
+    left padding as in an episode's first steps."""
+    torch.manual_seed(0)
+    model = build_model(tiny(attention, discrete), OBS, DISCRETE if discrete else BOX).eval()
+    b = batch(3, 6, discrete, np.random.default_rng(2))  # 17 tokens: past the 12-token band
+    args = (b.returns_to_go, b.observations, b.actions, b.timesteps, b.mask)
+    with torch.no_grad():
+        full = model(*args)[:, -1:]
+        last = model(*args, last_only=True)
+    assert last.shape == full.shape
+    torch.testing.assert_close(last, full, atol=1e-6, rtol=1e-6)
+
+
 def test_cached_agent_restarts_a_finished_env_like_a_fresh_one() -> None:
     torch.manual_seed(0)
     model = build_model(tiny(), OBS, BOX).eval()

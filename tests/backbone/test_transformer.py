@@ -307,3 +307,29 @@ def test_static_cache_shapes():
     assert cache.keys.shape == (3, 2, 4, 6, 5) and cache.batch_size == 2 and cache.capacity == 6
     with pytest.raises(ValueError, match="StaticKVCache"):
         StaticKVCache(torch.zeros(1, 2, 3, 4, 5), torch.zeros(1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("attention", ["dense", "banded"])
+@pytest.mark.parametrize("positions", ["none", "learned", "rotary"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_last_only_equals_the_last_row_of_the_full_forward(attention, positions, padded, device):
+    """``last_only``: the final block runs the last token's query alone (acting from a window);
+    its features equal the full forward's last row, with left padding too."""
+    model = _model(attention, positions, device)
+    x = _x(3, 20, device=device)
+    pad = None
+    if padded:
+        pad = torch.ones(3, 20, dtype=torch.bool, device=device)
+        pad[0, :7] = False
+        pad[2, :1] = False
+    full = model(x, padding_mask=pad)[:, -1:]
+    last = model(x, padding_mask=pad, last_only=True)
+    assert last.shape == (3, 1, 16)
+    torch.testing.assert_close(last, full, atol=1e-12, rtol=0)
+
+
+def test_last_only_refuses_a_cache_and_dilated_attention():
+    with pytest.raises(ValueError, match="last_only"):
+        _model("dense").forward(_x(1, 4), cache=_model("dense").new_cache(1), last_only=True)
+    with pytest.raises(ValueError, match="last_only"):
+        _model("dilated")(_x(1, 4), last_only=True)
