@@ -114,6 +114,13 @@ class DTTrainConfig:
     frame_stack: int = field(
         default=1, metadata={"help": "frames stacked per step (single-frame Atari data: 4)"}
     )
+    window_anchor: Literal["start", "end"] = field(
+        default="start",
+        metadata={
+            "help": "training windows start at a uniformly drawn step (the DT paper's code) or "
+            "end at one (d3rlpy)"
+        },
+    )
     model: DTConfig = field(default_factory=DTConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -347,6 +354,7 @@ def train_dt(
         return_scale=cfg.model.return_scale,
         max_timestep=cfg.model.max_timestep,
         frame_stack=cfg.frame_stack,
+        anchor=cfg.window_anchor,
     )
     targets = resolve_targets(cfg, env_id, dataset.episode_returns)
 

@@ -25,7 +25,7 @@ and a checkpoint can save the generator's state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -169,6 +169,10 @@ class WindowSampler:
         max_timestep: timesteps are clipped to ``max_timestep - 1`` (the DT code's ``max_ep_len``).
         obs_stats: if given, observations are normalised (after padding, as in the DT code).
         frame_stack: stack this many consecutive frames per step (Atari single-frame data).
+        anchor: ``start``: a window starts at the drawn step and is cut at the episode's end (the
+            DT paper's ``get_batch``); ``end``: it ends at the drawn step and is cut at the
+            episode's start (d3rlpy's trajectory slicer), so the first steps are seen with the
+            short histories evaluation gives them. Either way the real steps are right-aligned.
     """
 
     def __init__(
@@ -179,9 +183,13 @@ class WindowSampler:
         max_timestep: int | None = 1000,
         obs_stats: ObservationStats | None = None,
         frame_stack: int = 1,
+        anchor: Literal["start", "end"] = "start",
     ) -> None:
         if context < 1:
             raise DataError(f"sampler: context must be >= 1, got {context}")
+        if anchor not in ("start", "end"):
+            raise DataError(f"sampler: anchor must be 'start' or 'end', got {anchor!r}")
+        self.anchor = anchor
         self._cutter = _Cutter(source)
         self.context = context
         self.return_scale = return_scale
@@ -190,22 +198,27 @@ class WindowSampler:
         self.frame_stack = frame_stack
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> TrajectoryBatch:
-        """``batch_size`` windows; episodes in proportion to length, starts uniform within them.
+        """``batch_size`` windows; episodes in proportion to length, the anchor step (start or
+        end) uniform within them.
 
         Drawing a step uniformly over all steps is exactly that distribution (P(e) = T_e / S,
-        then P(start | e) = 1 / T_e), and costs one draw per row.
+        then P(step | e) = 1 / T_e), and costs one draw per row.
         """
         index = self._cutter.index()
         lengths = index.lengths
         cum = np.cumsum(lengths)
         step = rng.integers(0, int(cum[-1]), size=batch_size)
         episodes = np.searchsorted(cum, step, side="right")
-        start = step - (cum[episodes] - lengths[episodes])  # (B,) position in the episode
-        valid = np.minimum(self.context, lengths[episodes] - start)  # steps before the end
-        shift = self.context - valid  # left padding
+        drawn = step - (cum[episodes] - lengths[episodes])  # (B,) position in the episode
         slots = np.arange(self.context)[None, :]
-        positions = start[:, None] + slots - shift[:, None]
-        positions[slots < shift[:, None]] = -1  # left padding (before the window, not the episode)
+        if self.anchor == "end":
+            positions = drawn[:, None] - self.context + 1 + slots
+            positions[positions < 0] = -1  # before the episode: left padding
+        else:
+            valid = np.minimum(self.context, lengths[episodes] - drawn)  # steps before the end
+            shift = self.context - valid  # left padding
+            positions = drawn[:, None] + slots - shift[:, None]
+            positions[slots < shift[:, None]] = -1  # left padding (before the window)
         return cut_windows(
             self._cutter,
             index,

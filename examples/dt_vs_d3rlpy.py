@@ -94,6 +94,7 @@ def run_seqrl(dataset: Any, seed: int, target: float, args: argparse.Namespace) 
     base = PRESETS["dt-paper-gym"]()
     cfg = replace(
         base,
+        window_anchor=args.window_anchor,
         dataset=str(dataset.metadata.location),
         env=args.env,
         model=replace(base.model, timestep_init=args.timestep_init, action_loss=args.action_loss),
@@ -226,6 +227,7 @@ def table(
         f"OMP_WAIT_POLICY=PASSIVE python examples/dt_vs_d3rlpy.py --updates {args.updates} --episodes {args.episodes} "
         f"--seeds {' '.join(map(str, seeds))} --threads {args.threads} --timestep-init {args.timestep_init}"
         + (f" --action-loss {args.action_loss}" if args.action_loss != "mean" else "")
+        + (f" --window-anchor {args.window_anchor}" if args.window_anchor != "start" else "")
     )
     loss = (
         "the paper's action loss (squared error averaged over action dimensions)"
@@ -233,6 +235,11 @@ def table(
         else "`--model.action_loss sum` (the squared error summed over action dimensions, as "
         "d3rlpy's loss; the paper's code averages)"
     )
+    if args.window_anchor == "end":
+        loss += (
+            " and `--window_anchor end` (training windows end at the drawn step, as d3rlpy cuts "
+            "them; the paper's code starts them there)"
+        )
     lines = [
         f"Command: `{command}`.{status}",
         "",
@@ -309,6 +316,13 @@ def main() -> None:
         default="mean",
         help="seqrl's squared action error over action dimensions: mean (the paper's code) or "
         "sum (as d3rlpy's loss)",
+    )
+    parser.add_argument(
+        "--window-anchor",
+        choices=["start", "end"],
+        default="start",
+        help="seqrl's training windows start at the drawn step (the paper's code) or end there "
+        "(as d3rlpy's)",
     )
     parser.add_argument(
         "--cache", default="~/.cache/seqrl/demo", help="where the demo dataset is kept"

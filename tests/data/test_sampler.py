@@ -8,6 +8,7 @@ import torch
 from seqrl.data.dataset import DatasetMetadata, TrajectoryDataset
 from seqrl.data.sampler import ChunkSampler, SequenceSampler, VisitWeights, WindowSampler
 from seqrl.data.stats import ObservationStats
+from seqrl.errors import DataError
 from seqrl.types import Trajectory
 from synth_data import make_dataset
 
@@ -107,6 +108,38 @@ def test_dt_windows_match_the_hand_computed_example() -> None:
     # every start happens; a start is uniform over all 5 steps (episodes in proportion to length)
     assert set(seen) == {0.0, 1.0, 2.0, 10.0, 11.0}
     assert all(25 <= n <= 60 for n in seen.values())
+
+
+# anchor "end" (d3rlpy's slicer): keyed by the window's last observation, the drawn step
+EXPECTED_END = {
+    0.0: dict(obs=[0, 0, 0, 0], rtg=[0, 0, 0, 3], t=[0, 0, 0, 0], mask=[0, 0, 0, 1]),
+    1.0: dict(obs=[0, 0, 0, 1], rtg=[0, 0, 3, 2.5], t=[0, 0, 0, 1], mask=[0, 0, 1, 1]),
+    2.0: dict(obs=[0, 0, 1, 2], rtg=[0, 3, 2.5, 1.5], t=[0, 0, 1, 2], mask=[0, 1, 1, 1]),
+    10.0: dict(obs=[0, 0, 0, 10], rtg=[0, 0, 0, 15], t=[0, 0, 0, 0], mask=[0, 0, 0, 1]),
+    11.0: dict(obs=[0, 0, 10, 11], rtg=[0, 0, 15, 10], t=[0, 0, 0, 1], mask=[0, 0, 1, 1]),
+}
+
+
+def test_dt_windows_anchored_at_their_end_match_the_hand_computed_example() -> None:
+    sampler = WindowSampler(tiny(), context=4, return_scale=2.0, anchor="end")
+    batch = sampler.sample(200, np.random.default_rng(0))
+    seen: dict[float, int] = {}
+    for b in range(200):
+        assert bool(batch.mask[b, -1])  # the drawn step is the last slot, always real
+        key = float(batch.observations[b, -1, 0])
+        exp = EXPECTED_END[key]
+        got = dict(
+            obs=batch.observations[b, :, 0],
+            rtg=batch.returns_to_go[b],
+            t=batch.timesteps[b],
+            mask=batch.mask[b],
+        )
+        for name, value in got.items():
+            np.testing.assert_allclose(value.numpy().astype(float), exp[name], err_msg=f"{key}")
+        seen[key] = seen.get(key, 0) + 1
+    assert set(seen) == set(EXPECTED_END) and all(25 <= n <= 60 for n in seen.values())
+    with pytest.raises(DataError, match="anchor"):
+        WindowSampler(tiny(), context=4, anchor="middle")  # type: ignore[arg-type]
 
 
 def test_deterministic_under_a_seed_and_generator_state_is_saveable() -> None:
