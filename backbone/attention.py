@@ -135,7 +135,8 @@ class CausalSelfAttention(nn.Module):
             itself = torch.zeros_like(key_padding)
             itself[:, -1] = True
             mask = (key_padding | itself)[:, None, None, :]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        drop = cfg.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.dropout(self.proj(y.transpose(1, 2).reshape(b, 1, width)))
 
     def decode_static(
@@ -145,8 +146,9 @@ class CausalSelfAttention(nn.Module):
 
         Writes its key and value into ``keys`` / ``values`` (B, H, capacity, head_dim) in place and
         attends over all slots with the additive ``bias`` (1, 1, 1, capacity): 0 where allowed,
-        -inf elsewhere. Fixed shapes, no host reads. Two matmuls rather than SDPA: for a single
-        query the fused CUDA kernels (tiled for many queries) took 66 us per call on an H200.
+        -inf elsewhere. Fixed shapes, no host reads; for inference (no attention dropout). Two
+        matmuls rather than SDPA: for a single query the fused CUDA kernels (tiled for many
+        queries) took 66 us per call on an H200.
         """
         b = x.shape[0]
         q, k, v = self.qkv(x).view(b, 1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
