@@ -118,6 +118,7 @@ class StaticKVCache:
             )
         self.keys, self.values = keys, values  # (depth, B, H, capacity, head_dim)
         self.length = torch.zeros((), dtype=torch.long, device=keys.device)
+        self.start = 0  # first filled slot: a loaded cache may have dropped earlier positions
 
     @classmethod
     def empty(
@@ -171,3 +172,4 @@ class StaticKVCache:
             self.keys[i, :, :, start:end].copy_(k)
             self.values[i, :, :, start:end].copy_(v)
         self.length.fill_(end)
+        self.start = start

@@ -217,6 +217,11 @@ class Transformer(nn.Module):
         tokens, but with fixed shapes and no value read back to the host, so that a loop of such
         steps can be recorded as a CUDA graph. The caller keeps ``cache.length < capacity``.
         """
+        if cache.start and self.config.attention != "banded":
+            raise ValueError(
+                f"Transformer: the static cache starts at position {cache.start} (loaded from a "
+                "cropped cache), which only banded attention can ignore exactly"
+            )
         b = x.shape[0]
         slot = cache.length
         slots = torch.arange(cache.capacity, device=x.device)

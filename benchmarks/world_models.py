@@ -762,9 +762,8 @@ def main() -> None:
     iris_decoding = None
     if len(setups) > 1:
         print("IRIS: graph vs cache decoding", flush=True)
-        iris_decoding = iris_decoding_times(
-            setups[1], args.ac_batch or setups[1].cfg.actor_critic.batch_size, args.rounds, 1, amp
-        )
+        ib = args.ac_batch or setups[1].cfg.actor_critic.batch_size
+        iris_decoding = iris_decoding_times(setups[1], ib, args.rounds, 1, amp)
     load_after = os.getloadavg()[0]
 
     rows = [
@@ -796,7 +795,6 @@ def main() -> None:
     ]
     if iris_decoding is not None:
         times, _ = iris_decoding
-        ib = args.ac_batch or setups[1].cfg.actor_critic.batch_size
         ih = setups[1].cfg.actor_critic.horizon
         gain = [c / g for g, c in zip(times["graph"], times["cache"], strict=True)]
         rows += [

@@ -275,6 +275,12 @@ def test_static_cache_refuses_what_it_cannot_hold():
         static.load(long)
     with pytest.raises(ValueError, match="2 rows x 2 layers, this one 3"):
         model.new_static_cache(3, capacity=8).load(long)
+    cropped = model.new_cache(2, keep=3)  # a sliding-window approximation of dense attention
+    model(_x(2, 5), cache=cropped)
+    approx = model.new_static_cache(2, capacity=8)
+    approx.load(cropped)
+    with pytest.raises(ValueError, match="starts at position 2"):
+        model.decode_static(_x(2, 1), approx)
     with pytest.raises(ValueError, match="layer 0 holds no keys"):
         model.new_static_cache(2, capacity=8).load(KVCache.empty(2, 2))
 
