@@ -59,6 +59,9 @@ class GraphedCall:
         if torch.is_autocast_enabled("cuda"):
             dtype = torch.get_autocast_dtype("cuda")
             autocast = torch.autocast("cuda", dtype=dtype, cache_enabled=False)
+        # the warm-up calls must not advance the RNG: the first replay then draws what every
+        # later replay from the same generator state draws
+        rng = torch.cuda.get_rng_state()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side), autocast:
@@ -69,6 +72,7 @@ class GraphedCall:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), autocast:
             self.outputs = self.fn()
+        torch.cuda.set_rng_state(rng)
         self.graph = graph
 
 

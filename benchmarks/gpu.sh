@@ -13,7 +13,11 @@
 # when present. Logs and the updated docs/benchmarks.md go to $OUT (default: ./gpu-out).
 # Each part has its own time limit, and a failing part does not stop the others.
 #
-#   bash benchmarks/gpu.sh [PART ...]   # parts: tests attention world_models world_models_bf16 (default: all)
+#   4. world_models_compile: IRIS with world_model.compile (writes the section); world_models_eager:
+#      the same without it (--no-write), the same machine's baseline; tests_iris: IRIS's CUDA tests.
+#
+#   bash benchmarks/gpu.sh [PART ...]   # parts: tests attention world_models world_models_bf16
+#                       # world_models_compile world_models_eager tests_iris (default: the first four)
 
 set -u
 cd "$(dirname "$0")/.."
@@ -52,9 +56,16 @@ for part in $parts; do
     attention) run attention 220 python3 benchmarks/attention.py --part attention --device cuda --rounds 1 ;;
     world_models) run world_models 150 python3 benchmarks/world_models.py --device cuda --iris on \
         --iters 10 --acting-steps 50 --rounds 2 --replay-steps 20000 ;;
+    world_models_compile) run world_models_compile 250 python3 benchmarks/world_models.py \
+        --device cuda --iris on --iris-compile --iters 5 --acting-steps 20 --rounds 1 \
+        --replay-steps 5000 ;;
+    world_models_eager) run world_models_eager 100 python3 benchmarks/world_models.py --device cuda \
+        --iris on --no-write --iters 10 --acting-steps 50 --rounds 2 --replay-steps 20000 ;;
+    tests_iris) run tests_iris 70 python3 -m pytest -q -p no:cacheprovider \
+        -k "cuda and (seed or compiled or kv_cached)" tests/world_models/test_iris.py ;;
     world_models_bf16) run world_models_bf16 100 python3 benchmarks/world_models.py --device cuda \
         --iris on --amp bf16 --no-write --iters 5 --acting-steps 20 --rounds 1 --replay-steps 5000 ;;
-    *) echo "unknown part '$part' (tests, attention, world_models, world_models_bf16)" >&2 && exit 2 ;;
+    *) echo "unknown part '$part' (see the head of this script)" >&2 && exit 2 ;;
     esac
 done
 cp docs/benchmarks.md "$OUT/benchmarks.md"

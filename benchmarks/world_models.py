@@ -555,7 +555,9 @@ def fmt_ms(values: list[float]) -> str:
     return f"{1e3 * med(values):,.1f} ms ({each})"
 
 
-def iris_setup(replay_steps: int, device: torch.device, seed: int) -> tuple[Setup | None, str]:
+def iris_setup(
+    replay_steps: int, device: torch.device, seed: int, compile: bool = False
+) -> tuple[Setup | None, str]:
     """The IRIS setup when ``seqrl.world_models.iris`` and its preset are ready, else a note.
 
     Hook: IRIS must offer ``seqrl.world_models.iris.build_world_model(cfg, obs_space,
@@ -570,6 +572,7 @@ def iris_setup(replay_steps: int, device: torch.device, seed: int) -> tuple[Setu
         return None, f"IRIS not measured: {exc}"
     try:
         cfg = PRESETS["iris-atari100k"]()
+        cfg.world_model.compile = compile
         setup = build_setup("IRIS", cfg, iris.build_world_model, replay_steps, device, seed)
         for name in setup.components:
             if not hasattr(cfg, f"{name}_train"):
@@ -577,6 +580,11 @@ def iris_setup(replay_steps: int, device: torch.device, seed: int) -> tuple[Setu
     except Exception as exc:  # the API is being written: report what is missing, measure TWM
         return None, f"IRIS not measured: its API is not ready ({type(exc).__name__}: {exc})"
     return setup, ""
+
+
+def said(s: Setup, label: str, times: list[float]) -> None:
+    """Print one row's median as soon as it is measured (a cut-off run keeps what it had)."""
+    print(f"{s.name}: {label}: median {fmt_ms(times)}", flush=True)
 
 
 def measure(s: Setup, args: argparse.Namespace, amp: torch.dtype | None) -> dict[str, Any]:
@@ -597,12 +605,14 @@ def measure(s: Setup, args: argparse.Namespace, amp: torch.dtype | None) -> dict
                 s, name, rng, args.warmup, args.iters, amp, pretrain=True
             )
             res["counts"][label] = pre
+            said(s, label, res["rows"][label])
         label = f"{name} update"
         print(f"{s.name}: timing {label}", flush=True)
         res["rows"][label] = wm_update_times(
             s, name, rng, args.warmup, args.iters, amp, pretrain=False
         )
         res["counts"][label] = total - pre
+        said(s, label, res["rows"][label])
     ac_batch = args.ac_batch or s.cfg.actor_critic.batch_size
     print(f"{s.name}: timing actor-critic updates", flush=True)
     phases = ac_update_times(s, rng, ac_batch, args.warmup, args.iters, amp)
@@ -612,10 +622,13 @@ def measure(s: Setup, args: argparse.Namespace, amp: torch.dtype | None) -> dict
         steps
     )
     res["ac_batch"] = ac_batch
+    said(s, "actor-critic update", phases["total"])
+    said(s, "of which imagination", phases["imagine"])
     print(f"{s.name}: timing acting", flush=True)
     res["rows"]["acting (agent step, 1 env, no emulator)"] = acting_times(
         s, args.warmup, args.acting_steps, amp, args.seed
     )
+    said(s, "acting", res["rows"]["acting (agent step, 1 env, no emulator)"])
     res["counts"]["acting (agent step, 1 env, no emulator)"] = steps
     return res
 
@@ -682,6 +695,12 @@ def main() -> None:
         action="store_true",
         help="cuda: let cuDNN time its convolution algorithms per shape (off in torch and the loop)",
     )
+    parser.add_argument(
+        "--iris-compile",
+        action="store_true",
+        help="IRIS with world_model.compile (torch.compile of the tokenizer's networks and the "
+        "graph-decoding GPT step); compiling happens in the untimed warm-up iterations",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--iris",
@@ -745,7 +764,7 @@ def main() -> None:
         "`--iris on` forces it)."
     )
     if with_iris:
-        iris, iris_note = iris_setup(args.replay_steps, device, args.seed)
+        iris, iris_note = iris_setup(args.replay_steps, device, args.seed, args.iris_compile)
         if iris is not None:
             setups.append(iris)
 
@@ -760,7 +779,7 @@ def main() -> None:
     peer = peer_times(twm, args.peer_batch, args.rounds, 1, 1 if gpu or not quick else 0, amp)
     ratios = [u / c for c, u in zip(peer["cached"], peer["uncached"], strict=True)]
     iris_decoding = None
-    if len(setups) > 1:
+    if len(setups) > 1 and not args.iris_compile:  # compiled: new graphs per mode, minutes
         print("IRIS: graph vs cache decoding", flush=True)
         ib = args.ac_batch or setups[1].cfg.actor_critic.batch_size
         iris_decoding = iris_decoding_times(setups[1], ib, args.rounds, 1, amp)
@@ -853,7 +872,10 @@ def main() -> None:
         "step, one pass per step (it needs no pass through the new latent token: the policy "
         "reads only z); both include the encoder on the context frames.",
         "",
-        iris_note if len(setups) == 1 else "IRIS measured with its `iris-atari100k` preset.",
+        iris_note
+        if len(setups) == 1
+        else "IRIS measured with its `iris-atari100k` preset"
+        + (" and `world_model.compile` (torch.compile)." if args.iris_compile else "."),
     ]
     if iris_decoding is not None:
         notes += [

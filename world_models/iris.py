@@ -112,6 +112,14 @@ class IRISConfig:
             "once as a CUDA graph (run eagerly off CUDA); 'auto' graph on CUDA, else cache"
         },
     )
+    compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile (inductor) the tokenizer's encoder and decoder and graph "
+            "decoding's one-token GPT step: fused kernels, same weights and checkpoints; the "
+            "first calls of each batch shape compile (about a minute in all)"
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +329,9 @@ class _GraphDecoder:
     ) -> None:
         dyn = model.dynamics
         self.model, self.argmax = model, argmax
+        self.decode = dyn.transformer.decode_static
+        if model.cfg.compile:
+            self.decode = torch.compile(self.decode)
         self.cache = dyn.transformer.new_static_cache(
             batch_size, dyn.max_tokens, dtype=dtype, device=device
         )
@@ -332,8 +343,7 @@ class _GraphDecoder:
         )
 
     def _frame(self) -> tuple[Tensor, ...]:
-        dyn, argmax = self.model.dynamics, self.argmax
-        decode = dyn.transformer.decode_static
+        dyn, argmax, decode = self.model.dynamics, self.argmax, self.decode
         h = decode(dyn.embed_action(self.actions)[:, None], self.cache)[:, 0]
         reward = IRIS._sample(dyn.reward_head(h), argmax)
         end = IRIS._sample(dyn.end_head(h), argmax)
@@ -391,6 +401,8 @@ class IRIS(nn.Module):
         self.num_actions = num_actions
         self.tokenizer = Tokenizer(cfg.tokenizer, obs_shape)
         self.dynamics = Dynamics(cfg.dynamics, self.tokenizer, num_actions)
+        if cfg.compile:
+            self.tokenizer.compile_networks()
         self.feature_shape: tuple[int, ...] = (self.tokenizer.channels, 64, 64)
         self._decoders: dict[tuple, _GraphDecoder] = {}
 

@@ -352,6 +352,8 @@ class Tokenizer(nn.Module):
         )
         self.post_quant = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
         self.decoder = _decoder(channels, cfg)
+        # torch.compile'd encoder and decoder (compile_networks), kept out of the module tree
+        self._compiled: tuple[nn.Module, nn.Module] | None = None
         self.lpips: LPIPS | None = None
         if cfg.perceptual == "lpips":
             if not cfg.perceptual_weights:
@@ -359,6 +361,14 @@ class Tokenizer(nn.Module):
             self.lpips = LPIPS(cfg.perceptual_weights)
         elif cfg.perceptual == "lpips_random":
             self.lpips = LPIPS()
+
+    def compile_networks(self) -> None:
+        """Run the encoder and decoder through ``torch.compile`` (inductor) from now on.
+
+        Weights, state dict and checkpoints are unchanged; each new input shape (and grad or
+        train mode) compiles on its first call, which takes seconds to a minute.
+        """
+        self._compiled = (torch.compile(self.encoder), torch.compile(self.decoder))
 
     def frames(self, observations: Tensor) -> Tensor:
         """Observations (..., *obs_shape) -> frames (..., C, 64, 64) float in [0, 1]."""
@@ -378,7 +388,8 @@ class Tokenizer(nn.Module):
         """(N, C, 64, 64) in [0, 1] -> z (N, E, g, g), tokens (N, K), z_q (N, E, g, g).
 
         ``restart``: first reset the codes idle for ``restart_dead_codes`` batches (training)."""
-        z = self.pre_quant(self.encoder(frames * 2.0 - 1.0))
+        encoder = self.encoder if self._compiled is None else self._compiled[0]
+        z = self.pre_quant(encoder(frames * 2.0 - 1.0))
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N g g, E)
         if restart:
             self._restart_dead_codes(flat.detach())
@@ -418,7 +429,8 @@ class Tokenizer(nn.Module):
 
     def _decode_grid(self, z_q: Tensor) -> Tensor:
         """(N, E, g, g) -> (N, C, 64, 64) on the [-1, 1] scale (not clamped)."""
-        return self.decoder(self.post_quant(z_q))
+        decoder = self.decoder if self._compiled is None else self._compiled[1]
+        return decoder(self.post_quant(z_q))
 
     def loss(self, batch: TrajectoryBatch) -> LossOutput:
         """L1 + codebook + commitment (+ perceptual) on the real frames of ``batch``."""

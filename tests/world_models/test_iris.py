@@ -496,3 +496,40 @@ def test_atari100k_preset_matches_the_cited_table() -> None:
     for name, epochs in (("tokenizer", 5), ("world_model", 25), ("actor_critic", 50)):
         schedule = getattr(cfg, f"{name}_train")
         assert schedule.due(200 * epochs) == 0 and schedule.due(200 * (epochs + 1)) == 200
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_model_imagines_and_trains_like_the_eager_one(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``compile=True`` (inductor kernels for the tokenizer's networks and graph decoding's GPT
+    step) gives the eager model's argmax rollout and tokenizer loss and gradients, with the same
+    state dict."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 on both sides
+    eager = tiny_model(sampling="argmax", decoding="graph").eval().to(device)
+    compiled = tiny_model(sampling="argmax", decoding="graph", compile=True).eval().to(device)
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    compiled.load_state_dict(eager.state_dict())
+    context = make_batch(b=3, t=1).to(device)  # every frame batch of 3: fewer compiles
+    actions = torch.randint(0, ACTIONS, (3, 3), generator=torch.Generator().manual_seed(1))
+    actions = actions.to(device)
+    with torch.no_grad():
+        states = [m.imagine_start(context) for m in (eager, compiled)]
+        assert torch.allclose(states[0][1], states[1][1], atol=1e-4)
+        (a, _), (b, _) = states
+        for j in range(3):
+            a, step_a = eager.imagine_step(a, actions[:, j])
+            b, step_b = compiled.imagine_step(b, actions[:, j])
+            assert torch.equal(a.tokens, b.tokens), j
+            assert torch.allclose(step_a.features, step_b.features, atol=1e-4)
+    assert compiled.tokenizer._compiled is not None and b.decoder is not None
+    assert b.decoder.decode is not compiled.dynamics.transformer.decode_static
+    losses = []
+    for m in (eager, compiled):
+        m.train()
+        m.tokenizer.zero_grad()
+        loss = m.tokenizer.loss(make_batch(b=3, t=1).to(device)).total
+        loss.backward()
+        losses.append((loss.detach(), m.tokenizer.decoder[-1].weight.grad.clone()))
+    assert torch.allclose(losses[0][0], losses[1][0], atol=1e-5)
+    assert torch.allclose(losses[0][1], losses[1][1], atol=1e-4)
