@@ -350,6 +350,7 @@ class DTAgent:
             needs banded or dilated attention).
         device: where the model runs.
         seed: seeds action sampling (discrete heads).
+        amp_dtype: autocast the forward passes to this dtype (``torch.bfloat16``), or None.
     """
 
     def __init__(
@@ -359,6 +360,7 @@ class DTAgent:
         mode: InferenceMode = "window",
         device: str | torch.device = "cpu",
         seed: int | None = None,
+        amp_dtype: torch.dtype | None = None,
     ) -> None:
         if not targets:
             raise UsageError("DTAgent: at least one target return is needed")
@@ -373,6 +375,7 @@ class DTAgent:
         self.targets = [float(t) for t in targets]
         self.mode = mode
         self.device = torch.device(device)
+        self.amp_dtype = amp_dtype
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else seed)
         self.num_envs = 0
@@ -407,8 +410,13 @@ class DTAgent:
         obs = torch.as_tensor(np.asarray(observations), device=self.device)
         if obs.dtype == torch.float64:
             obs = obs.float()
-        out = self._act_window(obs) if self.mode == "window" else self._act_cached(obs)
-        action = self.model.select_action(out, self.generator)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        ):
+            out = self._act_window(obs) if self.mode == "window" else self._act_cached(obs)
+        action = self.model.select_action(out.float(), self.generator)
         if self.mode == "window":
             self.actions[:, -1] = action.to(self.actions.dtype)
         else:
@@ -500,7 +508,8 @@ def model_from_checkpoint(
 def agent_from_checkpoint(
     checkpoint: Checkpoint, env: Any, device: str = "cpu", arg: str | None = None
 ) -> DTAgent:
-    """The policy loader for ``dt`` checkpoints: the first evaluation target, the configured mode.
+    """The policy loader for ``dt`` checkpoints: the first evaluation target, the configured
+    inference mode and the training run's precision.
 
     ``arg`` is the target of a policy spec ``PATH@TARGET`` (e.g. ``run/checkpoints/last.pt@3600``).
     """
@@ -524,4 +533,5 @@ def agent_from_checkpoint(
         if not targets:
             raise CheckpointError(f"{checkpoint.path}: no target return stored; pass PATH@TARGET")
     mode = checkpoint.config.get("eval", {}).get("mode", "window")
-    return DTAgent(model, targets[:1], mode=mode, device=device)
+    amp = torch.bfloat16 if checkpoint.config.get("loop", {}).get("precision") == "bf16" else None
+    return DTAgent(model, targets[:1], mode=mode, device=device, amp_dtype=amp)

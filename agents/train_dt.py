@@ -280,6 +280,7 @@ def evaluate_targets(
     device: torch.device | str = "cpu",
     max_episode_steps: int | None = None,
     env_cfg: Any = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> list[TargetResult]:
     """All targets x episodes in one batched rollout: env ``i`` plays toward ``targets[i % n]``."""
     from seqrl.envs import EnvConfig, make_vec_env, ref_scores_for, run_episodes
@@ -292,7 +293,7 @@ def evaluate_targets(
         seed=seed,
         max_episode_steps=max_episode_steps or cfg.max_episode_steps,
     )
-    agent = DTAgent(model, targets, mode=mode, device=device, seed=seed)
+    agent = DTAgent(model, targets, mode=mode, device=device, seed=seed, amp_dtype=amp_dtype)
     vec_env = make_vec_env(cfg, train=False)
     try:
         played = run_episodes(agent, vec_env, episodes=n * episodes, seed=seed, record=False)
@@ -370,6 +371,7 @@ def train_dt(
             seed=cfg.eval.seed,
             device=device,
             max_episode_steps=cfg.eval.max_episode_steps,
+            amp_dtype=cfg.loop.amp_dtype,
         )
         metrics = {}
         for r in results:

@@ -15,6 +15,7 @@ from seqrl.backbone.config import (
     longnet_schedule,
 )
 from seqrl.backbone.dilated import dilated_attention, dilated_reference
+from seqrl.backbone.dropout import Dropout
 from seqrl.backbone.encoders import MLPEncoder, NatureCNN, ResNetEncoder
 from seqrl.backbone.feedforward import FeedForward, hidden_size
 from seqrl.backbone.positions import Rotary
@@ -24,6 +25,7 @@ __all__ = [
     "AttentionKind",
     "Block",
     "CausalSelfAttention",
+    "Dropout",
     "FeedForward",
     "FeedForwardKind",
     "KVCache",

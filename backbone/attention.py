@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from seqrl.backbone.config import TransformerConfig
 from seqrl.backbone.dilated import DilatedPlan, dilated_attention, plan_dilated
+from seqrl.backbone.dropout import Dropout, attention
 from seqrl.backbone.positions import Rotary
 from torch import Tensor, nn
 
@@ -88,7 +89,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.width, 3 * config.width, bias=config.bias)
         self.proj = nn.Linear(config.width, config.width, bias=config.bias)
         self.rotary = Rotary(config.head_dim) if config.positions == "rotary" else None
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(
         self, x: Tensor, step: Step, past: tuple[Tensor, Tensor] | None = None
@@ -136,7 +137,7 @@ class CausalSelfAttention(nn.Module):
             itself[:, -1] = True
             mask = (key_padding | itself)[:, None, None, :]
         drop = cfg.attn_dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        y = attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return self.dropout(self.proj(y.transpose(1, 2).reshape(b, 1, width)))
 
     def decode_static(
@@ -187,9 +188,9 @@ class CausalSelfAttention(nn.Module):
         drop = cfg.attn_dropout if self.training else 0.0  # dense attention only (config.check)
         plain = n == length and step.key_padding is None and _starts_at_first_key(step, length)
         if plain and (window is None or window >= n):
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+            return attention(q, k, v, is_causal=True, dropout_p=drop)
         if plain and window is not None and n > 2 * window:
             return banded_attention(q, k, v, window)
         if step.mask is None:
             step.mask = attention_mask(step, length, window, q.device)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=step.mask, dropout_p=drop)
+        return attention(q, k, v, attn_mask=step.mask, dropout_p=drop)

@@ -22,6 +22,7 @@ import torch
 from seqrl.backbone.attention import CausalSelfAttention, Step
 from seqrl.backbone.cache import KVCache, StaticKVCache
 from seqrl.backbone.config import TransformerConfig
+from seqrl.backbone.dropout import Dropout
 from seqrl.backbone.feedforward import FeedForward
 from torch import Tensor, nn
 
@@ -48,7 +49,7 @@ class Block(nn.Module):
             activation=config.activation,
             bias=config.bias,
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(
         self, x: Tensor, step: Step, past: tuple[Tensor, Tensor] | None = None
@@ -88,7 +89,7 @@ class Transformer(nn.Module):
         self.pos = (
             nn.Embedding(config.max_len, config.width) if config.positions == "learned" else None
         )
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = make_norm(config)
         self.apply(self._init_weights)

@@ -35,7 +35,8 @@ def update(
         optimizer: steps over the parameters it holds (they are also the ones clipped).
         clip_norm: max global gradient norm, or None for no clipping.
         scheduler: stepped after the optimizer when given.
-        amp_dtype: ``torch.bfloat16`` / ``torch.float16`` to autocast the forward pass on GPU.
+        amp_dtype: ``torch.bfloat16`` (CPU or GPU) / ``torch.float16`` (GPU) to autocast the
+            forward pass.
         scaler: a GradScaler for float16.
 
     Returns:

@@ -235,3 +235,46 @@ def test_bad_combinations() -> None:
         build_model(tiny(discrete=True, encoder="nature_cnn"), OBS, DISCRETE)
     with pytest.raises(UsageError, match="nature_cnn"):
         build_model(tiny(discrete=True), IMAGES, DISCRETE)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("mode", ["window", "cached"])
+def test_bfloat16_acting_follows_float32(discrete: bool, mode: str) -> None:
+    """``amp_dtype=bfloat16`` autocasts the forward passes: the same actions up to bf16 rounding
+    (continuous) and the same greedy choices where float32's margin is clear (discrete)."""
+    torch.manual_seed(0)
+    model = build_model(tiny(discrete=discrete), OBS, DISCRETE if discrete else BOX)
+    rng = np.random.default_rng(0)
+    agents = [
+        DTAgent(model, [1.0, 5.0], mode=mode, amp_dtype=amp) for amp in (None, torch.bfloat16)
+    ]
+    for agent in agents:
+        agent.reset(4)
+    agreed = total = 0
+    for _ in range(10):
+        obs = rng.normal(size=(4, 3)).astype(np.float32)
+        full, half = (agent.act(obs) for agent in agents)
+        if discrete:
+            agreed, total = agreed + int((full == half).sum()), total + 4
+        else:
+            np.testing.assert_allclose(half, full, atol=0.1)
+            assert not np.array_equal(half, full)  # bf16 did run
+        for agent in agents:
+            agent.observe(np.ones(4), np.zeros(4, dtype=bool))
+    if discrete:
+        assert agreed >= 0.8 * total
+
+
+def test_bfloat16_training_overfits_one_batch() -> None:
+    """The shared update step with ``amp_dtype=bfloat16`` (``--loop.precision bf16``) learns."""
+    from seqrl.training import update
+
+    torch.manual_seed(0)
+    model = build_model(tiny(), OBS, BOX)
+    b = batch(8, 4, False, np.random.default_rng(0))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(model.loss(b).total.detach())
+    for _ in range(150):
+        metrics = update(model.loss, b, opt, amp_dtype=torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert metrics["loss"] < 0.5 * first

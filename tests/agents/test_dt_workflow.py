@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from seqrl.cli import main
 from seqrl.data import DatasetMetadata, TrajectoryDataset
 from seqrl.envs import EnvConfig, make_vec_env, rollout
@@ -107,7 +108,8 @@ def test_train_eval_rollout_resume(
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     final = [m for m in metrics if "eval/return_target_500" in m][-1]
     # random CartPole play scores about 22; the DT imitates the good controller it is asked for
-    assert final["eval/return_target_500"] > 150, out
+    # (5 seeds of this run: 151-353)
+    assert final["eval/return_target_500"] > 100, out
     losses = [m["train/loss"] for m in metrics if "train/loss" in m]
     assert losses[-1] < 0.7 * losses[0]
     assert list(run.glob("events.out.tfevents.*")) and (run / "config.json").exists()
@@ -196,3 +198,37 @@ def test_demo_end_to_end_on_a_tiny_budget(
         == 2
     )
     assert "--levels: no behaviour policy 'nope'" in capsys.readouterr().err
+
+
+def test_bfloat16_training_learns_and_its_checkpoint_acts_in_bfloat16(
+    cartpole_data: Path, tmp_path: Path
+) -> None:
+    """``--loop.precision bf16``: autocast training and evaluation still learn the controller; the
+    checkpoint's agent (``seqrl eval``/``rollout``) acts in bf16 too; weights stay float32."""
+    from seqrl.agents.dt import agent_from_checkpoint
+    from seqrl.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    argv = ["train", "dt", "--dataset", str(cartpole_data), "--run-dir", str(run), *TINY]
+    argv += ["--model.action_head", "categorical", "--loop.steps", "400"]
+    argv += [
+        "--loop.checkpoint_every",
+        "200",
+        "--eval.targets",
+        "500",
+        "--eval.episodes",
+        "4",
+        "--eval.max_episode_steps",
+        "500",
+    ]
+    assert main([*argv, "--loop.precision", "bf16"]) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    final = [m for m in metrics if "eval/return_target_500" in m][-1]
+    assert final["eval/return_target_500"] > 100  # random play: about 22
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt", algo="dt")
+    assert all(
+        t.dtype == torch.float32 for t in ckpt.state["model"].values() if t.is_floating_point()
+    )
+    agent = agent_from_checkpoint(ckpt, env=None)
+    assert agent.amp_dtype == torch.bfloat16
+    assert main([*argv, "--run-dir", str(tmp_path / "bad"), "--loop.precision", "fp16"]) == 2
