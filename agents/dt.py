@@ -20,6 +20,7 @@ in one of two modes:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -350,7 +351,9 @@ class DTAgent:
             needs banded or dilated attention).
         device: where the model runs.
         seed: seeds action sampling (discrete heads).
-        amp_dtype: autocast the forward passes to this dtype (``torch.bfloat16``), or None.
+        amp_dtype: autocast the forward passes to this dtype (``torch.bfloat16``), or None. The
+            agent then acts with a copy of the model whose linear layers are cast once, ahead
+            (the casts autocast would repeat at every step; the same numbers).
     """
 
     def __init__(
@@ -372,6 +375,7 @@ class DTAgent:
         if mode == "cached" and model.cfg.backbone.positions == "learned":
             raise UsageError("--eval.mode cached needs --model.backbone.positions none or rotary")
         self.model = model.to(device).eval()
+        self.net = self.model if amp_dtype is None else _linears_cast(self.model, amp_dtype)
         self.targets = [float(t) for t in targets]
         self.mode = mode
         self.device = torch.device(device)
@@ -435,13 +439,11 @@ class DTAgent:
         self.rtg[:, -1] = self.rtg_now
         self.timesteps[:, -1] = self.t_now
         self.mask[:, -1] = True
-        out = self.model(
-            self.rtg, self.obs, self.actions, self.timesteps, self.mask, last_only=True
-        )
+        out = self.net(self.rtg, self.obs, self.actions, self.timesteps, self.mask, last_only=True)
         return out[:, -1]
 
     def _act_cached(self, obs: Tensor) -> Tensor:
-        m = self.model
+        m = self.net
         # block [a_{t-1}, R_t, s_t]; a_{t-1} carries the previous step's timestep
         now = m.time_embedding(self.t_now[:, None])
         tokens = torch.cat(
@@ -473,6 +475,16 @@ class DTAgent:
         else:
             self.cache.reset(done)
             self.has_prev[done] = False
+
+
+def _linears_cast(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``model`` whose ``nn.Linear`` weights and biases are ``dtype``: under autocast
+    to ``dtype`` it computes what ``model`` does, without casting the weights at every call."""
+    cast = copy.deepcopy(model)
+    for module in cast.modules():
+        if isinstance(module, nn.Linear):
+            module.to(dtype)
+    return cast
 
 
 def build_model(

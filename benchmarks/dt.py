@@ -92,7 +92,9 @@ def synthetic_hopper(path: Path, episodes: int, length: int, seed: int = 0) -> N
 def seqrl_worker(
     task: str, preset: str, data: str, steps: int, warmup: int, threads: int
 ) -> dict[str, Any]:
-    """One seqrl measurement: ``train`` (updates/s) or ``window``/``cached`` (seconds per env step)."""
+    """One seqrl measurement: ``train`` (updates/s) or ``window``/``cached`` (seconds per env step).
+
+    ``preset`` may end in ``+bf16``: bfloat16 autocast (``--loop.precision bf16``)."""
     import resource
 
     import torch
@@ -105,6 +107,8 @@ def seqrl_worker(
     torch.set_num_threads(threads)
     seed_everything(0)
     arrays = np.load(data)
+    preset, _, precision = preset.partition("+")
+    amp = torch.bfloat16 if precision == "bf16" else None
     cfg = PRESETS[preset]()
     obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
@@ -143,7 +147,12 @@ def seqrl_worker(
         def step() -> dict[str, float]:
             batch = sampler.sample(cfg.optim.batch_size, rng)
             return update(
-                model.loss, batch, optimizer, clip_norm=cfg.optim.clip_norm, scheduler=scheduler
+                model.loss,
+                batch,
+                optimizer,
+                clip_norm=cfg.optim.clip_norm,
+                scheduler=scheduler,
+                amp_dtype=amp,
             )
 
         for _ in range(warmup):
@@ -159,7 +168,7 @@ def seqrl_worker(
         model.set_normalization(arrays["obs_mean"], arrays["obs_std"])
         eval_obs = arrays["eval_obs"]
         num_envs = eval_obs.shape[1]
-        agent = DTAgent(model, [TARGET_RETURN], mode=task)  # type: ignore[arg-type]
+        agent = DTAgent(model, [TARGET_RETURN], mode=task, amp_dtype=amp)  # type: ignore[arg-type]
         agent.reset(num_envs)
         rewards = np.ones(num_envs, np.float32)
         dones = np.zeros(num_envs, bool)
@@ -448,12 +457,15 @@ def main() -> None:
     train_jobs = [
         Job("seqrl dt-paper-gym", python, ours_py, "train", "dt-paper-gym"),
         Job("d3rlpy 2.8.1", args.d3rlpy, theirs_py, "train", ""),
+        Job("seqrl dt-paper-gym, bf16", python, ours_py, "train", "dt-paper-gym+bf16"),
         Job("seqrl dt (SwiGLU, banded)", python, ours_py, "train", "dt"),
     ]
     eval_jobs = [
         Job("seqrl window (dt-paper-gym)", python, ours_py, "window", "dt-paper-gym"),
         Job("d3rlpy 2.8.1 stateful wrapper", args.d3rlpy, theirs_py, "stateful", ""),
+        Job("seqrl window, bf16", python, ours_py, "window", "dt-paper-gym+bf16"),
         Job("seqrl cached (dt)", python, ours_py, "cached", "dt"),
+        Job("seqrl cached, bf16", python, ours_py, "cached", "dt+bf16"),
     ]
     parts = [p for p in ("train", "eval") if args.only in (None, p)]
     runs: Runs = {(n, j.column): [] for n in threads for j in train_jobs + eval_jobs}
@@ -504,6 +516,12 @@ def main() -> None:
         "cache. seqrl acts in all envs with one batched `act` + `observe` per step; d3rlpy calls "
         "`predict(obs, reward)` once per env. Untrained models (the cost does not depend on the weights). "
         "Peak RSS is the whole process: interpreter, torch and, for training, the dataset.",
+        "",
+        "The `bf16` columns are the same seqrl models with `--loop.precision bf16`: forward passes "
+        "autocast to bfloat16 (on this CPU's AMX units), weights, gradients' accumulation into "
+        "them and the optimizer in float32. d3rlpy has no CPU autocast; its columns are float32. "
+        "seqrl's dropout draws its CPU masks from 32 random bits per element (`seqrl.backbone."
+        "Dropout`) where d3rlpy's, torch's, draws one `bernoulli_` number per element.",
     ]
     text = "\n".join(rows).strip()
     print()

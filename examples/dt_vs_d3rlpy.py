@@ -108,6 +108,7 @@ def run_seqrl(dataset: Any, seed: int, target: float, args: argparse.Namespace) 
             eval_every=0,
             checkpoint_every=args.updates,
             seed=seed,
+            precision=args.precision,
         ),
     )
     start = time.perf_counter()
@@ -228,6 +229,7 @@ def table(
         f"--seeds {' '.join(map(str, seeds))} --threads {args.threads} --timestep-init {args.timestep_init}"
         + (f" --action-loss {args.action_loss}" if args.action_loss != "mean" else "")
         + (f" --window-anchor {args.window_anchor}" if args.window_anchor != "start" else "")
+        + (f" --precision {args.precision}" if args.precision != "fp32" else "")
     )
     loss = (
         "the paper's action loss (squared error averaged over action dimensions)"
@@ -239,6 +241,11 @@ def table(
         loss += (
             " and `--window_anchor end` (training windows end at the drawn step, as d3rlpy cuts "
             "them; the paper's code starts them there)"
+        )
+    if args.precision == "bf16":
+        loss += (
+            ", with `--loop.precision bf16` (training and evaluation autocast to bfloat16; "
+            "d3rlpy in float32)"
         )
     lines = [
         f"Command: `{command}`.{status}",
@@ -323,6 +330,12 @@ def main() -> None:
         default="start",
         help="seqrl's training windows start at the drawn step (the paper's code) or end there "
         "(as d3rlpy's)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="seqrl's --loop.precision (d3rlpy: float32 always)",
     )
     parser.add_argument(
         "--cache", default="~/.cache/seqrl/demo", help="where the demo dataset is kept"

@@ -278,3 +278,22 @@ def test_bfloat16_training_overfits_one_batch() -> None:
         metrics = update(model.loss, b, opt, amp_dtype=torch.bfloat16)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert metrics["loss"] < 0.5 * first
+
+
+def test_bfloat16_agent_acts_as_autocast_of_the_float32_model() -> None:
+    """The bf16 agent's copy with linear layers cast ahead gives what autocasting the float32
+    model at every step gives, bit for bit (the casts are the same, done once)."""
+    torch.manual_seed(0)
+    model = build_model(tiny(attention="dense"), OBS, BOX).eval()
+    agent = DTAgent(model, [2.0], mode="window", amp_dtype=torch.bfloat16)
+    assert agent.net is not model and agent.net.head.weight.dtype == torch.bfloat16
+    assert model.head.weight.dtype == torch.float32
+    agent.reset(3)
+    obs = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    action = agent.act(obs)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(
+            agent.rtg, agent.obs, agent.actions * 0, agent.timesteps, agent.mask, last_only=True
+        )
+    expected = model.select_action(out[:, -1].float())
+    np.testing.assert_array_equal(action, expected.numpy())

@@ -78,31 +78,21 @@ def cartpole_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+def train_argv(data: Path, run: Path) -> list[str]:
+    """``seqrl train dt`` on the CartPole data: 400 updates, evaluated toward a return of 500."""
+    return [
+        *("train", "dt", "--dataset", str(data), "--run-dir", str(run), *TINY),
+        *("--model.action_head", "categorical", "--loop.steps", "400"),
+        *("--loop.checkpoint_every", "200", "--eval.targets", "500", "--eval.episodes", "4"),
+        *("--eval.max_episode_steps", "500"),
+    ]
+
+
 def test_train_eval_rollout_resume(
     cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    argv = [
-        "train",
-        "dt",
-        "--dataset",
-        str(cartpole_data),
-        "--run-dir",
-        str(run),
-        *TINY,
-        "--model.action_head",
-        "categorical",
-        "--loop.steps",
-        "400",
-        "--loop.checkpoint_every",
-        "200",
-        "--eval.targets",
-        "500",
-        "--eval.episodes",
-        "4",
-        "--eval.max_episode_steps",
-        "500",
-    ]
+    argv = train_argv(cartpole_data, run)
     assert main(argv) == 0
     out = capsys.readouterr().out
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -209,18 +199,7 @@ def test_bfloat16_training_learns_and_its_checkpoint_acts_in_bfloat16(
     from seqrl.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    argv = ["train", "dt", "--dataset", str(cartpole_data), "--run-dir", str(run), *TINY]
-    argv += ["--model.action_head", "categorical", "--loop.steps", "400"]
-    argv += [
-        "--loop.checkpoint_every",
-        "200",
-        "--eval.targets",
-        "500",
-        "--eval.episodes",
-        "4",
-        "--eval.max_episode_steps",
-        "500",
-    ]
+    argv = train_argv(cartpole_data, run)
     assert main([*argv, "--loop.precision", "bf16"]) == 0
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     final = [m for m in metrics if "eval/return_target_500" in m][-1]
