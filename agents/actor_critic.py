@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from seqrl.backbone.encoders import cpu_channels_last
 from seqrl.errors import ConfigError
 from seqrl.types import LossOutput
 from torch import nn
@@ -225,7 +226,7 @@ class IrisCNN(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` in [0, 1] -> ``(N, out_dim)`` (rescaled to [-1, 1] first, as IRIS)."""
-        return self.net(frames.float() * 2.0 - 1.0)
+        return self.net(cpu_channels_last(frames.float() * 2.0 - 1.0))
 
 
 def lambda_returns(

@@ -117,7 +117,7 @@ class IRISConfig:
         metadata={
             "help": "torch.compile (inductor) the tokenizer's encoder and decoder and graph "
             "decoding's one-token GPT step: fused kernels, same weights and checkpoints; the "
-            "first calls of each batch shape compile (about a minute in all)"
+            "first calls of each batch shape compile (minutes at the paper size)"
         },
     )
 

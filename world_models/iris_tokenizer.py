@@ -29,6 +29,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from seqrl.backbone.encoders import cpu_channels_last
 from seqrl.errors import ConfigError
 from seqrl.types import LossOutput, TrajectoryBatch
 from torch import Tensor, nn
@@ -389,7 +390,7 @@ class Tokenizer(nn.Module):
 
         ``restart``: first reset the codes idle for ``restart_dead_codes`` batches (training)."""
         encoder = self.encoder if self._compiled is None else self._compiled[0]
-        z = self.pre_quant(encoder(frames * 2.0 - 1.0))
+        z = self.pre_quant(encoder(cpu_channels_last(frames * 2.0 - 1.0)))
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N g g, E)
         if restart:
             self._restart_dead_codes(flat.detach())
@@ -430,7 +431,7 @@ class Tokenizer(nn.Module):
     def _decode_grid(self, z_q: Tensor) -> Tensor:
         """(N, E, g, g) -> (N, C, 64, 64) on the [-1, 1] scale (not clamped)."""
         decoder = self.decoder if self._compiled is None else self._compiled[1]
-        return decoder(self.post_quant(z_q))
+        return decoder(self.post_quant(cpu_channels_last(z_q)))
 
     def loss(self, batch: TrajectoryBatch) -> LossOutput:
         """L1 + codebook + commitment (+ perceptual) on the real frames of ``batch``."""

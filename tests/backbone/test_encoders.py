@@ -33,3 +33,16 @@ def test_nature_cnn_layout():
         (64, 3, 1),
     ]
     assert enc.head[0].in_features == 64 * 7 * 7
+
+
+def test_cpu_channels_last_changes_the_layout_not_the_values() -> None:
+    from seqrl.backbone.encoders import cpu_channels_last
+
+    x = torch.randn(2, 3, 8, 8)
+    y = cpu_channels_last(x)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    assert torch.equal(x, y)
+    flat = torch.randn(4, 5)
+    assert cpu_channels_last(flat) is flat  # not an image batch: unchanged

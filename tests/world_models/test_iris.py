@@ -533,3 +533,34 @@ def test_compiled_model_imagines_and_trains_like_the_eager_one(
         losses.append((loss.detach(), m.tokenizer.decoder[-1].weight.grad.clone()))
     assert torch.allclose(losses[0][0], losses[1][0], atol=1e-5)
     assert torch.allclose(losses[0][1], losses[1][1], atol=1e-4)
+
+
+def test_channels_last_layout_gives_the_contiguous_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tokenizer and the actor-critic's CNN take channels-last images on the CPU: the same
+    tokens, reconstructions, losses and features as torch's default layout."""
+    from seqrl.agents import actor_critic
+    from seqrl.world_models import iris_tokenizer
+
+    model = tiny_model().eval()
+    cnn = ActorCritic((3, 64, 64), ACTIONS, ac_iris()).trunk
+    assert cnn is not None
+    frames = model.tokenizer.frames(make_batch(b=2, t=2).observations)
+    batch = make_batch(b=2, t=2)
+    out = {}
+    for layout in ("channels_last", "contiguous"):
+        if layout == "contiguous":
+            monkeypatch.setattr(iris_tokenizer, "cpu_channels_last", lambda x: x)
+            monkeypatch.setattr(actor_critic, "cpu_channels_last", lambda x: x)
+        with torch.no_grad():
+            tokens = model.tokenizer.encode(frames)
+            out[layout] = (
+                tokens,
+                model.tokenizer.decode(tokens),
+                model.tokenizer.loss(batch).total,
+                cnn(frames.flatten(0, 1)),
+            )
+    (t1, d1, l1, f1), (t2, d2, l2, f2) = out["channels_last"], out["contiguous"]
+    assert torch.equal(t1, t2)
+    torch.testing.assert_close(d1, d2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(l1, l2, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(f1, f2, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,120 @@
+"""IRIS on the CPU: channels-last images against torch's default layout, side by side.
+
+seqrl hands its convolutional networks' CPU inputs over in channels-last layout
+(``seqrl.backbone.encoders.cpu_channels_last``: the IRIS tokenizer's encoder and decoder, the
+IRIS actor-critic's CNN). This measures what that buys at the ``iris-minatar`` preset (64x64 RGB
+frames), the CPU configuration of the MinAtar checks: seconds per tokenizer, world-model and
+actor-critic update (sample + imagine + update) with the layout switched off (the peer: torch's
+default contiguous layout, as before) and on, in turns (A B A B) in one process, one torch
+thread. Writes the ``cpu-layout`` section of docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/cpu_layout.py [--rounds 2] [--iters 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    """Measure both layouts in turns, print the table and write the docs section."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds")
+    parser.add_argument("--iters", type=int, default=3, help="timed updates per row and round")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed updates per row and round")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, str(HERE))
+    import world_models as wm
+    from gymnasium import spaces
+    from report import machine_line, write_section
+    from seqrl.agents import actor_critic
+    from seqrl.world_models import iris, iris_tokenizer
+    from seqrl.world_models.train_iris import PRESETS
+
+    frames = spaces.Box(0, 255, (64, 64, 3), np.uint8)  # MinAtar as the preset renders it
+    wm.observation_space = lambda env_cfg: frames
+    cfg = PRESETS["iris-minatar"]()
+    print("building the iris-minatar setup and 5,000 synthetic replay steps", flush=True)
+    s = wm.build_setup("IRIS", cfg, iris.build_world_model, 5000, torch.device("cpu"), 0)
+    s.batch_sizes = {name: spec.batch_size for name, spec in s.specs.items()}
+    rng = np.random.default_rng(0)
+    layouts = {"contiguous": lambda x: x, "channels_last": iris_tokenizer.cpu_channels_last}
+    rows = ("tokenizer update", "world_model update", "actor-critic update")
+    times: dict[tuple[str, str], list[float]] = {(r, lay): [] for r in rows for lay in layouts}
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    for r in range(args.rounds):
+        for layout, fn in layouts.items():
+            iris_tokenizer.cpu_channels_last = actor_critic.cpu_channels_last = fn
+            got = {
+                "tokenizer update": wm.wm_update_times(
+                    s, "tokenizer", rng, args.warmup, args.iters, None, pretrain=False
+                ),
+                "world_model update": wm.wm_update_times(
+                    s, "world_model", rng, args.warmup, args.iters, None, pretrain=False
+                ),
+                "actor-critic update": wm.ac_update_times(
+                    s, rng, cfg.actor_critic.batch_size, args.warmup, args.iters, None
+                )["total"],
+            }
+            for row, values in got.items():
+                times[row, layout] += values
+                print(
+                    f"round {r + 1}, {layout}, {row}: median {1e3 * statistics.median(values):,.0f} ms",
+                    flush=True,
+                )
+    iris_tokenizer.cpu_channels_last = actor_critic.cpu_channels_last = layouts["channels_last"]
+    minutes = (time.perf_counter() - started) / 60
+    med = statistics.median
+    lines = [
+        "| iris-minatar on the CPU, seconds per update: median (all rounds) | contiguous (torch's "
+        "default) | channels-last (seqrl) | contiguous / channels-last |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        a, b = times[row, "contiguous"], times[row, "channels_last"]
+        lines.append(
+            f"| {row} | {1e3 * med(a):,.0f} ms | {1e3 * med(b):,.0f} ms | **{med(a) / med(b):.2f}x** |"
+        )
+    note = (
+        f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
+        f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
+        f"frames, actor-critic batch {cfg.actor_critic.batch_size}, horizon "
+        f"{cfg.actor_critic.horizon}) on 64x64 RGB frames, synthetic replay of 5,000 steps; "
+        f"torch {torch.__version__}, {args.threads} thread(s); {args.rounds} rounds of "
+        f"{args.iters} timed updates per row after {args.warmup} untimed, the layouts in turns; "
+        f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"{minutes:.1f} min. The layout changes the memory order only: values are the same up to "
+        "float rounding (the IRIS tests run with it)."
+    )
+    text = "\n".join(lines)
+    print()
+    print(text)
+    print()
+    print(note)
+    if not args.no_write:
+        command = " ".join([".venv/bin/python benchmarks/cpu_layout.py", *sys.argv[1:]])
+        markdown = (
+            "## IRIS on the CPU: channels-last images against torch's default layout\n\n"
+            f"`{command}`  \n{machine_line()}\n\n{text}\n\n{note}"
+        )
+        print(f"wrote {write_section('cpu-layout', markdown)}")
+
+
+if __name__ == "__main__":
+    main()
