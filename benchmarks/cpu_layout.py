@@ -39,12 +39,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(HERE))
-    import world_models as wm
     from gymnasium import spaces
     from report import machine_line, write_section
     from seqrl.agents import actor_critic
     from seqrl.world_models import iris, iris_tokenizer
     from seqrl.world_models.train_iris import PRESETS
+
+    import world_models as wm
 
     frames = spaces.Box(0, 255, (64, 64, 3), np.uint8)  # MinAtar as the preset renders it
     wm.observation_space = lambda env_cfg: frames
