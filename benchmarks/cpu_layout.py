@@ -14,6 +14,7 @@ thread. Writes the ``cpu-layout`` section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -45,14 +46,18 @@ def main() -> None:
     from seqrl.world_models import iris, iris_tokenizer
     from seqrl.world_models.train_iris import PRESETS
 
-    import world_models as wm
-
+    # the world-model benchmark's helpers (by path: "world_models" is also seqrl's folder name)
+    spec = importlib.util.spec_from_file_location("world_models_bench", HERE / "world_models.py")
+    assert spec is not None and spec.loader is not None
+    wm = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = wm  # its dataclasses look their module up
+    spec.loader.exec_module(wm)
     frames = spaces.Box(0, 255, (64, 64, 3), np.uint8)  # MinAtar as the preset renders it
     wm.observation_space = lambda env_cfg: frames
     cfg = PRESETS["iris-minatar"]()
     print("building the iris-minatar setup and 5,000 synthetic replay steps", flush=True)
     s = wm.build_setup("IRIS", cfg, iris.build_world_model, 5000, torch.device("cpu"), 0)
-    s.batch_sizes = {name: spec.batch_size for name, spec in s.specs.items()}
+    s.batch_sizes = {name: train.batch_size for name, train in s.specs.items()}
     rng = np.random.default_rng(0)
     layouts = {"contiguous": lambda x: x, "channels_last": iris_tokenizer.cpu_channels_last}
     rows = ("tokenizer update", "world_model update", "actor-critic update")
