@@ -95,3 +95,13 @@ def test_transformer_training_uses_the_fast_dropout_and_eval_is_deterministic() 
     assert not torch.equal(model(x), a)
     model.eval()
     assert torch.equal(model(x), model(x))
+
+
+def test_bfloat16_dropout_scales_like_torch() -> None:
+    """Kept bfloat16 elements are scaled as torch's dropout scales them: by 1 / (1 - p) in the
+    input's dtype (1.9922 x bf16(1 / 0.9) = 2.2031, where 1.9922 / 0.9 rounds to 2.2188)."""
+    x = torch.full((1000,), 1.9922, dtype=torch.bfloat16)
+    torch.manual_seed(0)
+    ours, theirs = dropout(x, 0.1), F.dropout(x, 0.1, True)
+    assert ours.dtype == torch.bfloat16
+    assert set(ours.unique().tolist()) == set(theirs.unique().tolist()) == {0.0, 2.203125}
