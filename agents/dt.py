@@ -34,6 +34,7 @@ from seqrl.backbone import KVCache, NatureCNN, Transformer, TransformerConfig
 from seqrl.checkpoint import Checkpoint, load_state
 from seqrl.config import from_dict
 from seqrl.errors import CheckpointError, UsageError
+from seqrl.trainer import precision_dtype
 from seqrl.types import LossOutput, TrajectoryBatch
 from torch import Tensor, nn
 
@@ -545,5 +546,5 @@ def agent_from_checkpoint(
         if not targets:
             raise CheckpointError(f"{checkpoint.path}: no target return stored; pass PATH@TARGET")
     mode = checkpoint.config.get("eval", {}).get("mode", "window")
-    amp = torch.bfloat16 if checkpoint.config.get("loop", {}).get("precision") == "bf16" else None
+    amp = precision_dtype(checkpoint.config.get("loop", {}).get("precision", "fp32"))
     return DTAgent(model, targets[:1], mode=mode, device=device, amp_dtype=amp)

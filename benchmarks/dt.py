@@ -102,13 +102,14 @@ def seqrl_worker(
     from seqrl.agents.dt import DTAgent, build_model
     from seqrl.agents.train_dt import PRESETS, make_optimizer, make_scheduler
     from seqrl.data import DatasetMetadata, TrajectoryDataset, WindowSampler, observation_stats
+    from seqrl.trainer import precision_dtype
     from seqrl.training import seed_everything, update
 
     torch.set_num_threads(threads)
     seed_everything(0)
     arrays = np.load(data)
     preset, _, precision = preset.partition("+")
-    amp = torch.bfloat16 if precision == "bf16" else None
+    amp = precision_dtype(precision)
     cfg = PRESETS[preset]()
     obs_space = spaces.Box(-np.inf, np.inf, (11,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (3,), np.float32)

@@ -22,6 +22,13 @@ from seqrl.run import Logger, RunDir, progress
 from seqrl.training import update
 from seqrl.types import TrajectoryBatch
 
+Precision = Literal["fp32", "bf16"]
+
+
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a ``precision`` setting (None: float32, no autocast)."""
+    return torch.bfloat16 if precision == "bf16" else None
+
 
 @dataclass
 class LoopConfig:
@@ -35,7 +42,7 @@ class LoopConfig:
     checkpoint_every: int = field(default=1000, metadata={"help": "updates between checkpoints"})
     seed: int = field(default=0, metadata={"help": "seed for sampling, initialisation and dropout"})
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
-    precision: Literal["fp32", "bf16"] = field(
+    precision: Precision = field(
         default="fp32",
         metadata={
             "help": "bf16: autocast forward passes (training and evaluation) to bfloat16, fast on "
@@ -47,7 +54,7 @@ class LoopConfig:
     @property
     def amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype of ``precision`` (None: float32, no autocast)."""
-        return torch.bfloat16 if self.precision == "bf16" else None
+        return precision_dtype(self.precision)
 
     def __post_init__(self) -> None:
         if self.steps < 1:
