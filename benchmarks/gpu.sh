@@ -56,7 +56,7 @@ for part in $parts; do
     attention) run attention 220 python3 benchmarks/attention.py --part attention --device cuda --rounds 1 ;;
     world_models) run world_models 150 python3 benchmarks/world_models.py --device cuda --iris on \
         --iters 10 --acting-steps 50 --rounds 2 --replay-steps 20000 ;;
-    world_models_compile) run world_models_compile 250 python3 benchmarks/world_models.py \
+    world_models_compile) run world_models_compile 300 python3 benchmarks/world_models.py \
         --device cuda --iris on --iris-compile --iters 5 --acting-steps 20 --rounds 1 \
         --replay-steps 5000 ;;
     world_models_eager) run world_models_eager 100 python3 benchmarks/world_models.py --device cuda \

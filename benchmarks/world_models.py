@@ -698,8 +698,8 @@ def main() -> None:
     parser.add_argument(
         "--iris-compile",
         action="store_true",
-        help="IRIS with world_model.compile (torch.compile of the tokenizer's networks and the "
-        "graph-decoding GPT step); compiling happens in the untimed warm-up iterations; the "
+        help="IRIS with world_model.compile (torch.compile of the tokenizer's networks); "
+        "compiling happens in the untimed warm-up iterations; the "
         "graph/cache A B table is skipped (each decoding would compile anew)",
     )
     parser.add_argument("--seed", type=int, default=0)
