@@ -156,6 +156,11 @@ class Transformer(nn.Module):
                     f"Transformer: position {int(step.positions.max())} >= max_len {self.config.max_len}"
                 )
             x = x + self.pos(step.positions)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU autocast keeps layer norms in their input's dtype (CUDA's runs them in float32):
+            # carrying the residual stream in the autocast dtype skips a cast into every linear
+            # layer and one out of it, forward and backward (9% of a bf16 DT update on one core)
+            x = x.to(torch.get_autocast_dtype("cpu"))
         x = self.dropout(x)
         if last_only:
             *body, final = self.blocks

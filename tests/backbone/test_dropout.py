@@ -12,17 +12,30 @@ from seqrl.backbone.dropout import attention, dropout, keep_mask
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_keep_mask_keeps_each_element_with_probability_one_minus_p(p: float) -> None:
     torch.manual_seed(0)
-    mask = keep_mask((1001, 999), p)  # an odd count: the last word is half used
+    mask = keep_mask((1001, 999), p)  # n = 3 mod 4: the last word is partly used
     n = mask.numel()
     kept = mask.float().mean().item()
     sigma = (p * (1 - p) / n) ** 0.5
     assert abs(kept - (1 - p)) < 5 * sigma
-    # both halves of each 64-bit word keep at the same rate, independently of each other
-    pairs = mask.flatten()[: n - 1].view(-1, 2)
-    halves = pairs.float().mean(0)
-    assert torch.all((halves - (1 - p)).abs() < 5 * sigma * 2**0.5)
-    both = pairs.all(1).float().mean().item()
-    assert abs(both - (1 - p) ** 2) < 5 * (1 / len(pairs)) ** 0.5
+    # the four 16-bit quarters of each 64-bit word keep at the same rate, independently
+    quads = mask.flatten()[: n - n % 4].view(-1, 4).float()
+    rates = quads.mean(0)
+    assert torch.all((rates - (1 - p)).abs() < 5 * sigma * 2)
+    for i, j in ((0, 1), (1, 2), (2, 3), (0, 3)):
+        both = (quads[:, i] * quads[:, j]).mean().item()
+        assert abs(both - (1 - p) ** 2) < 5 * (1 / len(quads)) ** 0.5
+
+
+def test_keep_mask_resolves_p_to_2_to_the_minus_16() -> None:
+    """p is drawn as the nearest multiple of 2^-16: the threshold sits where it should."""
+    from seqrl.backbone import dropout as module
+
+    torch.manual_seed(0)
+    words = torch.randint(-(2**63), 2**63 - 1, (1000,), dtype=torch.int64)
+    torch.manual_seed(0)
+    mask = module.keep_mask((4000,), 0.1)
+    bits = words.view(torch.int16)
+    assert torch.equal(mask, bits >= -(2**15) + 6554)
 
 
 def test_dropout_scales_kept_elements_and_follows_the_seed() -> None:

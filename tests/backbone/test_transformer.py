@@ -339,3 +339,19 @@ def test_last_only_refuses_a_cache_and_dilated_attention():
         _model("dense").forward(_x(1, 4), cache=_model("dense").new_cache(1), last_only=True)
     with pytest.raises(ValueError, match="last_only"):
         _model("dilated")(_x(1, 4), last_only=True)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_cpu_autocast_carries_the_residual_stream_in_bfloat16(positions):
+    """Under CPU autocast the blocks' residual stream (and so the features) is bfloat16, close to
+    float32's, and the float32 weights still get float32 gradients."""
+    model = Transformer(TransformerConfig(width=32, depth=2, heads=4, positions=positions)).eval()
+    x = torch.randn(3, 10, 32, generator=torch.Generator().manual_seed(2))
+    full = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(x)
+    assert full.dtype == torch.float32 and low.dtype == torch.bfloat16
+    assert (low.float() - full).abs().max() < 0.1 * full.abs().max()
+    low.float().pow(2).mean().backward()
+    grad = model.blocks[0].attn.qkv.weight.grad
+    assert grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0
