@@ -7,9 +7,9 @@ core (10 dropout calls of up to 0.5 M elements each). Here a CPU mask takes 64-b
 ``p`` of the way through their range: Bernoulli(1 - p) with ``p`` resolved to 2^-16 (p = 0.1 is
 drawn as 6554 / 65536 = 0.100006), from the default CPU generator, so ``torch.manual_seed``
 reproduces it. The generator (one Mersenne Twister, single-threaded, about 4 ns per 64-bit word)
-is the cost: 16 bits per element rather than 32 halved it, 4 ms of a 90 ms DT update. Kept elements are scaled by ``1 / (1 - p)``, as
-``torch.nn.functional.dropout``. Other devices use ``torch.nn.functional.dropout`` (fused Philox
-kernels); so does the CPU outside training.
+is the cost: 16 bits per element rather than 32 halved it, 4 ms of a 90 ms DT update. Kept
+elements are scaled by ``1 / (1 - p)``, as ``torch.nn.functional.dropout``. Other devices use
+``torch.nn.functional.dropout`` (fused Philox kernels); so does the CPU outside training.
 
 :func:`attention` is ``scaled_dot_product_attention`` except when it must drop attention
 weights on the CPU: there it runs the math (scores, softmax, dropout with the mask above, values).

@@ -502,8 +502,9 @@ def test_atari100k_preset_matches_the_cited_table() -> None:
 def test_compiled_model_imagines_and_trains_like_the_eager_one(
     device: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``compile=True`` (inductor kernels for the tokenizer's networks) gives the eager model's argmax rollout and tokenizer loss and gradients, with the same
-    state dict."""
+    """``compile=True`` (inductor kernels for the tokenizer's networks; not the GPT step, slower
+    compiled) gives the eager model's argmax rollout and tokenizer loss and gradients, with the
+    same state dict."""
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # full float32 on both sides
     eager = tiny_model(sampling="argmax", decoding="graph").eval().to(device)
     compiled = tiny_model(sampling="argmax", decoding="graph", compile=True).eval().to(device)
@@ -522,6 +523,7 @@ def test_compiled_model_imagines_and_trains_like_the_eager_one(
             assert torch.equal(a.tokens, b.tokens), j
             assert torch.allclose(step_a.features, step_b.features, atol=1e-4)
     assert compiled.tokenizer._compiled is not None and b.decoder is not None
+    assert b.decoder.decode == compiled.dynamics.transformer.decode_static  # eager GPT step
     losses = []
     for m in (eager, compiled):
         m.train()
