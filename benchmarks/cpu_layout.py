@@ -1,4 +1,5 @@
-"""IRIS on the CPU: channels-last images against torch's default layout, side by side.
+"""IRIS on the CPU: channels-last images against torch's default layout, and bfloat16 against
+float32, side by side.
 
 seqrl hands its convolutional networks' CPU inputs over in channels-last layout
 (``seqrl.backbone.encoders.cpu_channels_last``: the IRIS tokenizer's encoder and decoder, the
@@ -8,7 +9,11 @@ actor-critic update (sample + imagine + update) with the layout switched off (th
 default contiguous layout, as before) and on, in turns (A B A B) in one process, one torch
 thread. Writes the ``cpu-layout`` section of docs/benchmarks.md.
 
-    .venv/bin/python benchmarks/cpu_layout.py [--rounds 2] [--iters 3]
+``--part precision``: the tokenizer and world-model updates in float32 (the peer) and with
+``--loop.precision bf16`` (the updates autocast to bfloat16; images then stay in torch's default
+layout, faster for bfloat16 convolutions), in turns; writes the ``cpu-precision`` section.
+
+    .venv/bin/python benchmarks/cpu_layout.py [--rounds 2] [--iters 3] [--part precision]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +43,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed updates per row and round")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--part", choices=("layout", "precision"), default="layout", help="what to compare"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(HERE))
@@ -59,6 +68,9 @@ def main() -> None:
     s = wm.build_setup("IRIS", cfg, iris.build_world_model, 5000, torch.device("cpu"), 0)
     s.batch_sizes = {name: train.batch_size for name, train in s.specs.items()}
     rng = np.random.default_rng(0)
+    if args.part == "precision":
+        precision(args, s, wm, rng, cfg, machine_line, write_section)
+        return
     layouts = {"contiguous": lambda x: x, "channels_last": iris_tokenizer.cpu_channels_last}
     rows = ("tokenizer update", "world_model update", "actor-critic update")
     times: dict[tuple[str, str], list[float]] = {(r, lay): [] for r in rows for lay in layouts}
@@ -86,17 +98,6 @@ def main() -> None:
                 )
     iris_tokenizer.cpu_channels_last = actor_critic.cpu_channels_last = layouts["channels_last"]
     minutes = (time.perf_counter() - started) / 60
-    med = statistics.median
-    lines = [
-        "| iris-minatar on the CPU, seconds per update: median (all rounds) | contiguous (torch's "
-        "default) | channels-last (seqrl) | contiguous / channels-last |",
-        "|---|---|---|---|",
-    ]
-    for row in rows:
-        a, b = times[row, "contiguous"], times[row, "channels_last"]
-        lines.append(
-            f"| {row} | {1e3 * med(a):,.0f} ms | {1e3 * med(b):,.0f} ms | **{med(a) / med(b):.2f}x** |"
-        )
     note = (
         f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
         f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
@@ -108,18 +109,98 @@ def main() -> None:
         f"{minutes:.1f} min. The layout changes the memory order only: values are the same up to "
         "float rounding (the IRIS tests run with it)."
     )
+    publish(
+        args,
+        "channels-last images against torch's default layout",
+        "cpu-layout",
+        ("contiguous (torch's default)", "channels-last (seqrl)", "contiguous / channels-last"),
+        {row: (times[row, "contiguous"], times[row, "channels_last"]) for row in rows},
+        note,
+        machine_line,
+        write_section,
+    )
+
+
+def precision(
+    args: argparse.Namespace,
+    s: Any,
+    wm: Any,
+    rng: Any,
+    cfg: Any,
+    machine_line: Any,
+    write_section: Any,
+) -> None:
+    """float32 against bf16 autocast for the updates ``--loop.precision`` autocasts."""
+    modes = {"fp32": None, "bf16": torch.bfloat16}
+    rows = ("tokenizer update", "world_model update")
+    times: dict[tuple[str, str], list[float]] = {(r, m): [] for r in rows for m in modes}
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    for r in range(args.rounds):
+        for mode, amp in modes.items():
+            for row in rows:
+                name = row.split()[0]
+                values = wm.wm_update_times(
+                    s, name, rng, args.warmup, args.iters, amp, pretrain=False
+                )
+                times[row, mode] += values
+                print(
+                    f"round {r + 1}, {mode}, {row}: median {1e3 * statistics.median(values):,.0f} ms",
+                    flush=True,
+                )
+    minutes = (time.perf_counter() - started) / 60
+    note = (
+        f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
+        f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
+        f"frames) on 64x64 RGB frames, synthetic replay of 5,000 steps; torch {torch.__version__}, "
+        f"{args.threads} thread(s); {args.rounds} rounds of {args.iters} timed updates per row "
+        f"after {args.warmup} untimed, the precisions in turns; load average (1 min) "
+        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {minutes:.1f} min. Each "
+        "update: sample, forward and loss (autocast in bf16), backward, clip, Adam step in "
+        "float32. The actor-critic update (imagination) is not autocast by the loop."
+    )
+    publish(
+        args,
+        "bfloat16 autocast against float32",
+        "cpu-precision",
+        ("float32", "`--loop.precision bf16`", "float32 / bf16"),
+        {row: (times[row, "fp32"], times[row, "bf16"]) for row in rows},
+        note,
+        machine_line,
+        write_section,
+    )
+
+
+def publish(
+    args: argparse.Namespace,
+    title: str,
+    section: str,
+    columns: tuple[str, str, str],
+    times: dict[str, tuple[list[float], list[float]]],
+    note: str,
+    machine_line: Any,
+    write_section: Any,
+) -> None:
+    """Print the A B table (medians, A / B) and its note; write the docs section."""
+    med = statistics.median
+    lines = [
+        "| iris-minatar on the CPU, seconds per update: median (all rounds) | "
+        + " | ".join(columns)
+        + " |",
+        "|---|---|---|---|",
+    ]
+    for row, (a, b) in times.items():
+        lines.append(
+            f"| {row} | {1e3 * med(a):,.0f} ms | {1e3 * med(b):,.0f} ms | **{med(a) / med(b):.2f}x** |"
+        )
     text = "\n".join(lines)
-    print()
-    print(text)
-    print()
-    print(note)
+    print(f"\n{text}\n\n{note}")
     if not args.no_write:
         command = " ".join([".venv/bin/python benchmarks/cpu_layout.py", *sys.argv[1:]])
         markdown = (
-            "## IRIS on the CPU: channels-last images against torch's default layout\n\n"
-            f"`{command}`  \n{machine_line()}\n\n{text}\n\n{note}"
+            f"## IRIS on the CPU: {title}\n\n`{command}`  \n{machine_line()}\n\n{text}\n\n{note}"
         )
-        print(f"wrote {write_section('cpu-layout', markdown)}")
+        print(f"wrote {write_section(section, markdown)}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from seqrl.errors import CheckpointError, ConfigError
 from seqrl.io import atomic_write_text
 from seqrl.protocols import TrainingSpec
 from seqrl.run import Logger, RunDir, progress
+from seqrl.trainer import Precision, precision_dtype
 from seqrl.training import seed_everything, select_device, update
 
 
@@ -101,6 +102,14 @@ class WMLoopConfig:
     log_every: int = field(default=1000, metadata={"help": "env steps between train/ logs"})
     checkpoint_every: int = field(
         default=10_000, metadata={"help": "env steps between checkpoints (replay included)"}
+    )
+    precision: Precision = field(
+        default="fp32",
+        metadata={
+            "help": "bf16: autocast the world-model components' updates (TWM's world model, "
+            "IRIS's tokenizer and GPT) to bfloat16; imagination, the actor-critic and acting "
+            "stay float32, as do weights, optimizers and checkpoints"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -273,6 +282,7 @@ def train_world_model_agent(
         wall_before = float(ckpt.extra.get("wall_s", 0.0))
 
     wm_samplers, ac_sampler = make_samplers(learner, replay, cfg)
+    amp_dtype = precision_dtype(cfg.loop.precision)
     collector = Collector(vec_env, seed=cfg.env.seed + env_steps)
     offset = env_steps - collector.steps
     random_agent = RandomAgent(act_space, seed=cfg.loop.seed + env_steps)
@@ -389,7 +399,11 @@ def train_world_model_agent(
                         else module.loss
                     )
                     metrics[name] = update(
-                        loss_fn, batch, wm_optimizers[name], clip_norm=specs[name].clip_norm
+                        loss_fn,
+                        batch,
+                        wm_optimizers[name],
+                        clip_norm=specs[name].clip_norm,
+                        amp_dtype=amp_dtype,
                     )
                     updates[name] += 1
             while updates["actor_critic"] < cfg.actor_critic_train.due(env_steps):

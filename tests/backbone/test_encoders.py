@@ -46,3 +46,16 @@ def test_cpu_channels_last_changes_the_layout_not_the_values() -> None:
     assert torch.equal(x, y)
     flat = torch.randn(4, 5)
     assert cpu_channels_last(flat) is flat  # not an image batch: unchanged
+
+
+def test_cpu_channels_last_gives_the_default_layout_under_cpu_autocast() -> None:
+    """bfloat16 convolutions on the CPU are faster in torch's default layout: frames moved from
+    (H, W, C) observations (channels-last in memory) are made contiguous there."""
+    from seqrl.backbone.encoders import cpu_channels_last
+
+    x = torch.rand(2, 8, 8, 3).movedim(-1, -3)  # (2, 3, 8, 8), channels-last in memory
+    assert not x.is_contiguous()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = cpu_channels_last(x)
+    assert y.is_contiguous() and torch.equal(y, x)
+    assert cpu_channels_last(x).is_contiguous(memory_format=torch.channels_last)

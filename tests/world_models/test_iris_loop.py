@@ -113,3 +113,32 @@ def test_minatar_run_is_killed_and_resumes_to_the_end(
     assert "train/world_model/obs_loss" in keys
     assert "train/actor_critic/actor_loss" in keys
     assert any("eval/return" in r for r in rows)
+
+
+def test_bf16_precision_autocasts_the_world_model_updates_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--loop.precision bf16``: the tokenizer's and the GPT's updates autocast to bfloat16 (their
+    losses stay finite), the actor-critic's does not, and the checkpoint's weights are float32."""
+    seen: dict[str, set] = {}
+    real_update = loop_module.update
+
+    def recording_update(loss_fn, batch, optimizer, **kwargs):
+        owner = getattr(loss_fn, "__self__", None)
+        seen.setdefault(type(owner).__name__, set()).add(kwargs.get("amp_dtype"))
+        metrics = real_update(loss_fn, batch, optimizer, **kwargs)
+        assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+        return metrics
+
+    monkeypatch.setattr(loop_module, "update", recording_update)
+    run = tmp_path / "run"
+    assert run_cli(run, *SCALED_DOWN, "--loop.precision", "bf16") == 0
+    assert seen["Tokenizer"] == {torch.bfloat16} and seen["Dynamics"] == {torch.bfloat16}
+    assert seen["ActorCritic"] == {None}
+    final = load_checkpoint(run / "checkpoints" / "last.pt", algo="iris")
+    assert final.config["loop"]["precision"] == "bf16"
+    assert all(
+        v.dtype == torch.float32
+        for v in final.state["world_model"].values()
+        if v.is_floating_point()
+    )
