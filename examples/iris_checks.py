@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from seqrl.backbone import TransformerConfig
 from seqrl.data import SequenceSampler, TrajectoryDataset
+from seqrl.trainer import precision_dtype
 from seqrl.training import seed_everything, update
 from seqrl.world_models.evaluation import WorldModelReport, evaluate_world_model
 from seqrl.world_models.iris import IRIS, DynamicsConfig, IRISConfig, build_world_model
@@ -129,12 +130,13 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     model.train()
     train_start = time.time()
     tok_done, tok_due = 0, float(args.tokenizer_updates)
+    amp = precision_dtype(args.precision)
 
     def tokenizer_update() -> dict[str, float]:
         nonlocal tok_done
         batch = frames.sample(tok_spec.batch_size, rng)
         tok_done += 1
-        return update(model.tokenizer.loss, batch, tok_opt, clip_norm=tok_clip)
+        return update(model.tokenizer.loss, batch, tok_opt, clip_norm=tok_clip, amp_dtype=amp)
 
     for step in range(args.tokenizer_updates):
         metrics = tokenizer_update()
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
         while tok_done < int(tok_due):
             tok_metrics = tokenizer_update()
         batch = sequences.sample(wm_spec.batch_size, rng)
-        metrics = update(model.dynamics.loss, batch, wm_opt, clip_norm=wm_clip)
+        metrics = update(model.dynamics.loss, batch, wm_opt, clip_norm=wm_clip, amp_dtype=amp)
         if step % 100 == 0:
             if tok_done > args.tokenizer_updates:
                 metrics = {**{f"tok_{k}": v for k, v in tok_metrics.items()}, **metrics}
@@ -186,6 +188,7 @@ def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, f
         f"--depth {args.depth} --batch-size {args.batch_size} --samples {args.samples} "
         f"--tokenizer-lr {args.tokenizer_lr} --lr {args.lr}"
         + (f" --restart-dead-codes {args.restart_dead_codes}" if args.restart_dead_codes else "")
+        + (" --precision bf16" if args.precision == "bf16" else "")
     )
     vocab = args.vocab
     return "\n".join(
@@ -236,6 +239,13 @@ def main() -> None:
         type=int,
         default=0,
         help="reset codes unused for this many tokenizer batches (0: never, as the paper)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: autocast the tokenizer's and the GPT's updates (as --loop.precision bf16; "
+        "about 1.4x faster on CPUs with AMX); evaluation stays float32",
     )
     args = parser.parse_args()
     report, facts = run(args)
