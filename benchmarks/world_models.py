@@ -683,7 +683,11 @@ def main() -> None:
         help="synthetic steps in the replay buffer (default 50000, the run's mean size)",
     )
     parser.add_argument(
-        "--amp", choices=("none", "bf16"), default="none", help="autocast (cuda); the loop: none"
+        "--amp",
+        choices=("none", "bf16"),
+        default="none",
+        help="autocast every row, imagination included (the loop's --loop.precision bf16 "
+        "autocasts the world-model updates only)",
     )
     parser.add_argument(
         "--tf32",
