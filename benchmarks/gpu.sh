@@ -15,9 +15,12 @@
 #
 #   4. world_models_compile: IRIS with world_model.compile (writes the section); world_models_eager:
 #      the same without it (--no-write), the same machine's baseline; tests_iris: IRIS's CUDA tests.
+#   5. probe_gpt, probe_tokenizer: the diagnostics in benchmarks/probes/ (where IRIS imagination's
+#      time goes; docs/iris.md quotes their logs).
 #
 #   bash benchmarks/gpu.sh [PART ...]   # parts: tests attention world_models world_models_bf16
-#                       # world_models_compile world_models_eager tests_iris (default: the first four)
+#                       # world_models_compile world_models_eager tests_iris probe_gpt probe_tokenizer
+#                       # (default: the first four)
 
 set -u
 cd "$(dirname "$0")/.."
@@ -65,6 +68,8 @@ for part in $parts; do
         -k "cuda and (seed or compiled or kv_cached)" tests/world_models/test_iris.py ;;
     world_models_bf16) run world_models_bf16 100 python3 benchmarks/world_models.py --device cuda \
         --iris on --amp bf16 --no-write --iters 5 --acting-steps 20 --rounds 1 --replay-steps 5000 ;;
+    probe_gpt) run probe_gpt 120 python3 benchmarks/probes/iris_gpt_step.py ;;
+    probe_tokenizer) run probe_tokenizer 330 python3 benchmarks/probes/iris_tokenizer_layouts.py 300 ;;
     *) echo "unknown part '$part' (see the head of this script)" >&2 && exit 2 ;;
     esac
 done

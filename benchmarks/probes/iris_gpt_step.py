@@ -7,7 +7,7 @@ a CUDA profile of the current and the last (kernel time by kernel); then a 64 x 
 tokenizer eager and compiled (``Tokenizer.compile_networks``). A diagnostic, not a peer benchmark:
 it prints (log: ``benchmarks/logs/iris-probe-gpt-step-h200.log``); docs/iris.md quotes it.
 
-    python benchmarks/probes/iris_gpt_step.py        # on a CUDA machine
+    python benchmarks/probes/iris_gpt_step.py        # on a CUDA machine (gpu.sh part probe_gpt)
     DEV=cpu python benchmarks/probes/iris_gpt_step.py  # a smoke run at iris-minatar
 """
 

@@ -8,7 +8,7 @@ passes alone) and with ``torch.compile``'d GPT steps. A diagnostic, not a peer b
 prints its table (log: ``benchmarks/logs/iris-probe-tokenizer-layouts-h200.log``) and writes no
 docs section; docs/iris.md quotes it.
 
-    python benchmarks/probes/iris_tokenizer_layouts.py [SECONDS]   # on a CUDA machine
+    python benchmarks/probes/iris_tokenizer_layouts.py [SECONDS]   # on a CUDA machine (gpu.sh: probe_tokenizer)
     DEV=cpu python benchmarks/probes/iris_tokenizer_layouts.py     # a smoke run at iris-minatar
 
 (on a machine without seqrl installed, put it on PYTHONPATH as benchmarks/gpu.sh does)
