@@ -97,17 +97,15 @@ def main() -> None:
                     flush=True,
                 )
     iris_tokenizer.cpu_channels_last = actor_critic.cpu_channels_last = layouts["channels_last"]
-    minutes = (time.perf_counter() - started) / 60
-    note = (
+    setup = (
         f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
         f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
         f"frames, actor-critic batch {cfg.actor_critic.batch_size}, horizon "
-        f"{cfg.actor_critic.horizon}) on 64x64 RGB frames, synthetic replay of 5,000 steps; "
-        f"torch {torch.__version__}, {args.threads} thread(s); {args.rounds} rounds of "
-        f"{args.iters} timed updates per row after {args.warmup} untimed, the layouts in turns; "
-        f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
-        f"{minutes:.1f} min. The layout changes the memory order only: values are the same up to "
-        "float rounding (the IRIS tests run with it)."
+        f"{cfg.actor_critic.horizon}) on 64x64 RGB frames, synthetic replay of 5,000 steps"
+    )
+    note = run_note(args, setup, "layouts", load_before, started) + (
+        " The layout changes the memory order only: values are the same up to float rounding "
+        "(the IRIS tests run with it)."
     )
     publish(
         args,
@@ -148,15 +146,13 @@ def precision(
                     f"round {r + 1}, {mode}, {row}: median {1e3 * statistics.median(values):,.0f} ms",
                     flush=True,
                 )
-    minutes = (time.perf_counter() - started) / 60
-    note = (
+    setup = (
         f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
         f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
-        f"frames) on 64x64 RGB frames, synthetic replay of 5,000 steps; torch {torch.__version__}, "
-        f"{args.threads} thread(s); {args.rounds} rounds of {args.iters} timed updates per row "
-        f"after {args.warmup} untimed, the precisions in turns; load average (1 min) "
-        f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after; {minutes:.1f} min. Each "
-        "update: sample, forward and loss (autocast in bf16), backward, clip, Adam step in "
+        "frames) on 64x64 RGB frames, synthetic replay of 5,000 steps"
+    )
+    note = run_note(args, setup, "precisions", load_before, started) + (
+        " Each update: sample, forward and loss (autocast in bf16), backward, clip, Adam step in "
         "float32. The actor-critic update (imagination) is not autocast by the loop."
     )
     publish(
@@ -168,6 +164,19 @@ def precision(
         note,
         machine_line,
         write_section,
+    )
+
+
+def run_note(
+    args: argparse.Namespace, setup: str, sides: str, load_before: float, started: float
+) -> str:
+    """What was measured and how: ``setup``, torch, threads, rounds, load and duration."""
+    minutes = (time.perf_counter() - started) / 60
+    return (
+        f"{setup}; torch {torch.__version__}, {args.threads} thread(s); {args.rounds} rounds of "
+        f"{args.iters} timed updates per row after {args.warmup} untimed, the {sides} in turns; "
+        f"load average (1 min) {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
+        f"{minutes:.1f} min."
     )
 
 
