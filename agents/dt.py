@@ -33,7 +33,7 @@ from gymnasium import spaces
 from seqrl.backbone import KVCache, NatureCNN, Transformer, TransformerConfig
 from seqrl.checkpoint import Checkpoint, load_state
 from seqrl.config import from_dict
-from seqrl.errors import CheckpointError, UsageError
+from seqrl.errors import CheckpointError, SeqrlError, UsageError
 from seqrl.trainer import precision_dtype
 from seqrl.types import LossOutput, TrajectoryBatch
 from torch import Tensor, nn
@@ -355,6 +355,11 @@ class DTAgent:
         amp_dtype: autocast the forward passes to this dtype (``torch.bfloat16``), or None. The
             agent then acts with a copy of the model whose linear layers are cast once, ahead
             (the casts autocast would repeat at every step; the same numbers).
+        compile: ``window`` mode only: act through ``torch.compile`` (inductor, static shapes,
+            weights frozen into the compiled code, so that the CPU's linear layers run on
+            packed weights, in bfloat16 with bias and ReLU fused). The agent then acts with a snapshot of the model's weights
+            taken here; its first ``act`` for a number of envs compiles (seconds, and a C++
+            compiler on the CPU).
     """
 
     def __init__(
@@ -365,6 +370,7 @@ class DTAgent:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         amp_dtype: torch.dtype | None = None,
+        compile: bool = False,
     ) -> None:
         if not targets:
             raise UsageError("DTAgent: at least one target return is needed")
@@ -375,8 +381,17 @@ class DTAgent:
             )
         if mode == "cached" and model.cfg.backbone.positions == "learned":
             raise UsageError("--eval.mode cached needs --model.backbone.positions none or rotary")
+        if compile and mode != "window":
+            raise UsageError(
+                "--eval.compile applies to --eval.mode window only (cached decoding mutates its "
+                "KV cache, which the frozen compiled code cannot follow)"
+            )
         self.model = model.to(device).eval()
         self.net = self.model if amp_dtype is None else _linears_cast(self.model, amp_dtype)
+        self.compile = compile
+        if compile:
+            snapshot = copy.deepcopy(self.net) if self.net is self.model else self.net
+            self.net = torch.compile(snapshot, dynamic=False, options={"freezing": True})
         self.targets = [float(t) for t in targets]
         self.mode = mode
         self.device = torch.device(device)
@@ -420,7 +435,13 @@ class DTAgent:
             dtype=self.amp_dtype or torch.float32,
             enabled=self.amp_dtype is not None,
         ):
-            out = self._act_window(obs) if self.mode == "window" else self._act_cached(obs)
+            try:
+                out = self._act_window(obs) if self.mode == "window" else self._act_cached(obs)
+            except torch._dynamo.exc.BackendCompilerFailed as exc:  # e.g. no C++ compiler
+                first = str(exc.inner_exception).strip().splitlines()[0][:200]
+                raise SeqrlError(
+                    f"--eval.compile: torch.compile failed ({first}); evaluate without it"
+                ) from None
         action = self.model.select_action(out.float(), self.generator)
         if self.mode == "window":
             self.actions[:, -1] = action.to(self.actions.dtype)
@@ -522,7 +543,7 @@ def agent_from_checkpoint(
     checkpoint: Checkpoint, env: Any, device: str = "cpu", arg: str | None = None
 ) -> DTAgent:
     """The policy loader for ``dt`` checkpoints: the first evaluation target, the configured
-    inference mode and the training run's precision.
+    inference mode (and ``eval.compile``) and the training run's precision.
 
     ``arg`` is the target of a policy spec ``PATH@TARGET`` (e.g. ``run/checkpoints/last.pt@3600``).
     """
@@ -545,6 +566,14 @@ def agent_from_checkpoint(
         )
         if not targets:
             raise CheckpointError(f"{checkpoint.path}: no target return stored; pass PATH@TARGET")
-    mode = checkpoint.config.get("eval", {}).get("mode", "window")
+    evaluation = checkpoint.config.get("eval", {})
+    mode = evaluation.get("mode", "window")
     amp = precision_dtype(checkpoint.config.get("loop", {}).get("precision", "fp32"))
-    return DTAgent(model, targets[:1], mode=mode, device=device, amp_dtype=amp)
+    return DTAgent(
+        model,
+        targets[:1],
+        mode=mode,
+        device=device,
+        amp_dtype=amp,
+        compile=bool(evaluation.get("compile", False)) and mode == "window",
+    )

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +20,7 @@ from seqrl.checkpoint import load_checkpoint, save_checkpoint
 from seqrl.errors import UsageError
 from seqrl.types import TrajectoryBatch
 
+ROOT = Path(__file__).resolve().parents[2]
 OBS = spaces.Box(-1.0, 1.0, (3,), np.float32)
 IMAGES = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 BOX = spaces.Box(-2.0, 2.0, (2,), np.float32)
@@ -297,3 +305,63 @@ def test_bfloat16_agent_acts_as_autocast_of_the_float32_model() -> None:
         )
     expected = model.select_action(out[:, -1].float())
     np.testing.assert_array_equal(action, expected.numpy())
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_compiled_window_agent_acts_as_the_eager_one_on_a_snapshot(discrete: bool) -> None:
+    """``compile=True`` acts as the eager agent (padding, a finished env, its restart), with the
+    weights it was given: training the model afterwards leaves the compiled agent unchanged."""
+    torch.manual_seed(0)
+    model = build_model(tiny("dense", discrete=discrete), OBS, DISCRETE if discrete else BOX)
+    compiled = DTAgent(model, [1.0, 5.0], mode="window", compile=True)
+    eager = DTAgent(copy.deepcopy(model), [1.0, 5.0], mode="window")
+    rng = np.random.default_rng(0)
+    for agent in (compiled, eager):
+        agent.reset(3)
+    for step in range(7):
+        obs = rng.normal(size=(3, 3)).astype(np.float32)
+        got, want = compiled.act(obs), eager.act(obs)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        dones = np.array([False, step == 2, False])
+        for agent in (compiled, eager):
+            agent.observe(np.ones(3), dones)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    obs = rng.normal(size=(3, 3)).astype(np.float32)
+    moved = DTAgent(model, [1.0, 5.0], mode="window")
+    for agent in (moved, eager):
+        agent.reset(3)
+    compiled.reset(3)
+    got = compiled.act(obs)
+    np.testing.assert_allclose(got, eager.act(obs), atol=1e-5)
+    assert not np.allclose(got, moved.act(obs), atol=1e-3)
+
+
+def test_compile_needs_window_mode_and_a_working_compiler() -> None:
+    model = build_model(tiny("banded"), OBS, BOX)
+    with pytest.raises(UsageError, match="--eval.compile applies to --eval.mode window"):
+        DTAgent(model, [1.0], mode="cached", compile=True)
+    # inductor caches its compiler checks for the process: try a missing compiler in another one
+    script = (
+        "import numpy as np\n"
+        "from tests.agents.test_dt import BOX, OBS, tiny\n"
+        "from seqrl.agents.dt import DTAgent, build_model\n"
+        "from seqrl.errors import SeqrlError\n"
+        "agent = DTAgent(build_model(tiny('dense'), OBS, BOX), [1.0], compile=True)\n"
+        "agent.reset(2)\n"
+        "try:\n"
+        "    agent.act(np.zeros((2, 3), np.float32))\n"
+        "except SeqrlError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "CXX": "/nonexistent/c++"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    message = done.stdout.strip()
+    assert "\n" not in message
+    assert re.fullmatch(
+        r"--eval.compile: torch.compile failed \(.*C\+\+.*\); evaluate without it", message
+    )

@@ -211,3 +211,23 @@ def test_bfloat16_training_learns_and_its_checkpoint_acts_in_bfloat16(
     agent = agent_from_checkpoint(ckpt, env=None)
     assert agent.amp_dtype == torch.bfloat16
     assert main([*argv, "--run-dir", str(tmp_path / "bad"), "--loop.precision", "fp16"]) == 2
+
+
+def test_compiled_window_evaluation_learns_and_is_kept_in_the_checkpoint(
+    cartpole_data: Path, tmp_path: Path
+) -> None:
+    """``--eval.mode window --eval.compile``: the periodic evaluation acts through torch.compile,
+    and the checkpoint's agent (``seqrl eval``) does too."""
+    from seqrl.agents.dt import agent_from_checkpoint
+    from seqrl.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    argv = [*train_argv(cartpole_data, run), "--eval.mode", "window", "--eval.compile"]
+    assert main(argv) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    final = [m for m in metrics if "eval/return_target_500" in m][-1]
+    assert final["eval/return_target_500"] > 100  # random play: about 22
+    agent = agent_from_checkpoint(load_checkpoint(run / "checkpoints" / "last.pt", algo="dt"), None)
+    assert agent.compile and agent.mode == "window"
+    ckpt = run / "checkpoints" / "last.pt"
+    assert main(["eval", str(ckpt), "--env", "CartPole-v1", "--episodes", "2"]) == 0
