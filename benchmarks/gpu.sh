@@ -17,9 +17,15 @@
 #      the same without it (--no-write), the same machine's baseline; tests_iris: IRIS's CUDA tests.
 #   5. probe_gpt, probe_tokenizer: the diagnostics in benchmarks/probes/ (where IRIS imagination's
 #      time goes; docs/iris.md quotes their logs).
+#   6. iris_checks_paper: examples/iris_checks.py with the paper's tokenizer and GPT on Boxing frames
+#      collected here beforehand (the machine has no ALE): first run
+#      `python examples/iris_checks.py --game Boxing --frames 3000 --data .gpu-data/boxing.npz
+#      --tokenizer-updates 0 --updates 0 --test-windows 1 --no-write` and carry .gpu-data; writes
+#      the checks-boxing-paper-gpu section of docs/iris.md (copied to $OUT).
 #
 #   bash benchmarks/gpu.sh [PART ...]   # parts: tests attention world_models world_models_bf16
 #                       # world_models_compile world_models_eager tests_iris probe_gpt probe_tokenizer
+#                       # iris_checks_paper
 #                       # (default: the first four)
 
 set -u
@@ -70,9 +76,14 @@ for part in $parts; do
         --iris on --amp bf16 --no-write --iters 5 --acting-steps 20 --rounds 1 --replay-steps 5000 ;;
     probe_gpt) run probe_gpt 120 python3 benchmarks/probes/iris_gpt_step.py ;;
     probe_tokenizer) run probe_tokenizer 330 python3 benchmarks/probes/iris_tokenizer_layouts.py 300 ;;
+    iris_checks_paper) run iris_checks_paper 480 python3 examples/iris_checks.py --game Boxing \
+        --frames 3000 --data .gpu-data/boxing.npz --model paper --device cuda \
+        --tokenizer-updates 3000 --updates 2000 --batch-size 32 --tokenizer-batch-size 64 \
+        --restart-dead-codes 20 --section checks-boxing-paper-gpu ;;
     *) echo "unknown part '$part' (see the head of this script)" >&2 && exit 2 ;;
     esac
 done
 cp docs/benchmarks.md "$OUT/benchmarks.md"
+cp docs/iris.md "$OUT/iris.md"
 tail -n 3 "$OUT"/tests_backbone.log 2>/dev/null
 cat "$OUT/summary.txt"

@@ -15,9 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from seqrl.agents.baselines import RandomAgent
 from seqrl.data import DatasetMetadata, SequenceSampler, TrajectoryDataset
-from seqrl.envs import EnvConfig, atari_preset, make_vec_env, rollout
 from seqrl.types import TrajectoryBatch
 from seqrl.world_models.evaluation import WorldModelReport
 
@@ -25,28 +23,96 @@ ROOT = Path(__file__).resolve().parent.parent
 """The repository root (docs/ and benchmarks/ live there)."""
 
 
+def _save(path: Path, train: TrajectoryDataset, test: TrajectoryDataset) -> None:
+    arrays = {}
+    for name, part in (("train", train), ("test", test)):
+        for key in (
+            "observations",
+            "actions",
+            "rewards",
+            "episode_starts",
+            "terminated",
+            "truncated",
+        ):
+            arrays[f"{name}_{key}"] = getattr(part, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, num_actions=int(train.metadata.action_space.n), **arrays)
+    tmp.replace(path)
+
+
+def _load(path: Path, game: str) -> tuple[TrajectoryDataset, TrajectoryDataset]:
+    from gymnasium import spaces
+
+    with np.load(path) as z:
+        arrays = dict(z)
+    obs = arrays["train_observations"]
+    meta = {
+        "env_id": f"ALE/{game}-v5",
+        "observation_space": spaces.Box(0, 255, obs.shape[1:], np.uint8),
+        "action_space": spaces.Discrete(int(arrays["num_actions"])),
+    }
+    return tuple(  # type: ignore[return-value]
+        TrajectoryDataset(
+            *(
+                arrays[f"{name}_{key}"]
+                for key in (
+                    "observations",
+                    "actions",
+                    "rewards",
+                    "episode_starts",
+                    "terminated",
+                    "truncated",
+                )
+            ),
+            DatasetMetadata(name=name, **meta),
+        )
+        for name in ("train", "test")
+    )
+
+
 def collect(
-    game: str, frames: int, seed: int, preset: str
+    game: str, frames: int, seed: int, preset: str, data: Path | None = None
 ) -> tuple[TrajectoryDataset, TrajectoryDataset]:
     """Uniform random-policy steps of ``ALE/<game>-v5`` under the Atari protocol ``preset`` with
     single frames (``frame_stack=1``): ``int(0.8 * frames)`` steps for training (seed ``seed``)
-    and the rest held out (episodes of seed ``seed + 1000``)."""
+    and the rest held out (episodes of seed ``seed + 1000``).
+
+    ``data``: an ``.npz`` file that keeps both datasets: read when it exists, else collected and
+    written there (numpy arrays only, so that a machine with torch and gymnasium but without ALE
+    can train on them).
+    """
+    if data is not None and data.exists():
+        train, test = _load(data, game)
+        if train.num_steps + test.num_steps != frames:
+            held = train.num_steps + test.num_steps
+            print(
+                f"error: --data {data}: holds {held} steps, not --frames {frames}", file=sys.stderr
+            )
+            raise SystemExit(2)
+        return train, test
+    from seqrl.agents.baselines import RandomAgent
+    from seqrl.envs import EnvConfig, atari_preset, make_vec_env, rollout
+
     atari = dataclasses.replace(atari_preset(preset), frame_stack=1)
     vec = make_vec_env(EnvConfig(id=f"ALE/{game}-v5", atari=atari), train=True)
     agent = RandomAgent(vec.single_action_space, seed=seed)
-    train = rollout(agent, vec, steps=int(0.8 * frames), seed=seed)
-    test = rollout(agent, vec, steps=frames - int(0.8 * frames), seed=seed + 1000)
+    train_steps = rollout(agent, vec, steps=int(0.8 * frames), seed=seed)
+    test_steps = rollout(agent, vec, steps=frames - int(0.8 * frames), seed=seed + 1000)
     spaces = {
         "observation_space": vec.single_observation_space,
         "action_space": vec.single_action_space,
     }
     vec.close()
-    return tuple(  # type: ignore[return-value]
+    train, test = (
         TrajectoryDataset.from_trajectories(
             part, DatasetMetadata(name=name, env_id=f"ALE/{game}-v5", **spaces)
         )
-        for name, part in (("train", train), ("test", test))
+        for name, part in (("train", train_steps), ("test", test_steps))
     )
+    if data is not None:
+        _save(data, train, test)
+    return train, test
 
 
 def held_out_windows(
@@ -74,11 +140,12 @@ def report_markdown(
     context: int,
     horizon: int,
     report: WorldModelReport,
+    where: str = "the CPU",
 ) -> str:
     """The command and facts line, then the table of next-frame and open-loop errors against
     the copy-the-previous-frame baseline (and of the mean of sampled rollouts when the report has
     them, ``report.samples > 0``). ``facts`` holds ``train_frames``, ``test_windows`` and
-    ``train_seconds``; the load average is read now."""
+    ``train_seconds``; ``where`` names the device that trained; the load average is read now."""
     nf, ol = report.next_frame, report.open_loop
     load = os.getloadavg()[0]
     rows = [
@@ -94,7 +161,7 @@ def report_markdown(
         [
             f"`{command}` (seed {seed}; {facts['train_frames']:.0f} training frames, "
             f"{facts['test_windows']:.0f} held-out windows of {context} context + "
-            f"{horizon} steps; training {facts['train_seconds']:.0f} s on the CPU, load "
+            f"{horizon} steps; training {facts['train_seconds']:.0f} s on {where}, load "
             f"average {load:.1f}). Mean squared error on the [0, 1] pixel scale; reconstruction "
             f"error of the held-out frames is {report.reconstruction:.5f}.",
             "",
@@ -110,13 +177,13 @@ def report_markdown(
     )
 
 
-def write_checks_section(game: str, markdown: str, doc: Path) -> None:
-    """Replace (or append) the section ``checks-<game>`` of ``doc`` with ``markdown``."""
+def write_checks_section(section: str, markdown: str, doc: Path) -> None:
+    """Replace (or append) the section ``section`` of ``doc`` with ``markdown``."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from benchmarks.report import write_section
 
-    write_section(f"checks-{game.lower()}", markdown, doc=doc)
+    write_section(section, markdown, doc=doc)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +201,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="also score the mean of this many sampled rollouts (the predictive mean)",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="NPZ",
+        help="keep the collected train/test datasets in this .npz (read it when it exists)",
+    )
+    parser.add_argument(
+        "--section", help="the docs section written (default: checks-<game>, lower case)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
 
 
@@ -141,4 +217,4 @@ def publish(args: argparse.Namespace, markdown: str, doc: Path) -> None:
     """Print the section and, unless ``--no-write``, record it in ``doc``."""
     print(markdown)
     if not args.no_write:
-        write_checks_section(args.game, markdown, doc)
+        write_checks_section(args.section or f"checks-{args.game.lower()}", markdown, doc)

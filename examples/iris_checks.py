@@ -20,6 +20,10 @@ Model sizes (defaults): a tokenizer of 16 base channels with ``channel_mult`` (1
 of width 128 over 20 frames x 17 tokens (0.82 M; the paper's: 10 layers of 256); batches of 32
 frames and 8 sequences of 20 frames (the paper: 256 and 64). Roughly 40 minutes of one thread on
 the loaded 2-core machine with the command above (no perceptual loss: see ``docs/iris.md``).
+
+``--model paper --device cuda`` trains ``iris-atari100k``'s tokenizer and GPT on a GPU instead;
+``--data FILE.npz`` keeps the collected frames, so that they can be collected here and trained on
+a machine without ALE (``benchmarks/gpu.sh iris_checks_paper``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +41,13 @@ from seqrl.data import SequenceSampler, TrajectoryDataset
 from seqrl.trainer import precision_dtype
 from seqrl.training import seed_everything, update
 from seqrl.world_models.evaluation import WorldModelReport, evaluate_world_model
-from seqrl.world_models.iris import IRIS, DynamicsConfig, IRISConfig, build_world_model
+from seqrl.world_models.iris import (
+    IRIS,
+    DynamicsConfig,
+    IRISConfig,
+    build_world_model,
+    iris_atari100k,
+)
 from seqrl.world_models.iris_tokenizer import PERCEPTUAL_NOTE, TokenizerConfig, codebook_usage
 from torch import nn
 
@@ -53,6 +64,27 @@ from _wm_checks_common import (  # noqa: E402
 DOC = ROOT / "docs" / "iris.md"
 
 SHOWN = ("loss", "reconstruction_loss", "codebook_used", "obs_loss", "obs_accuracy")
+
+
+def paper_iris(args: argparse.Namespace) -> IRISConfig:
+    """The paper's tokenizer and GPT (``iris-atari100k``: 64 base channels, attention at 8 and 16,
+    512 codes of 512 dimensions; 10 layers of width 256; learning rates 1e-4), with the batch
+    sizes, sequence length and dead-code restarts of ``args``."""
+    cfg = iris_atari100k()
+    return replace(
+        cfg,
+        tokenizer=replace(
+            cfg.tokenizer,
+            batch_size=args.tokenizer_batch_size,
+            restart_dead_codes=args.restart_dead_codes,
+        ),
+        dynamics=replace(
+            cfg.dynamics,
+            sequence_length=args.seq_len,
+            batch_size=args.batch_size,
+            backbone=replace(cfg.dynamics.backbone, max_len=args.seq_len * 17),
+        ),
+    )
 
 
 def small_iris(args: argparse.Namespace) -> IRISConfig:
@@ -102,11 +134,16 @@ def _adam(model: IRIS, name: str) -> tuple[torch.optim.Optimizer, float | None]:
     return opt, spec.clip_norm
 
 
+@torch.no_grad()
 def held_out_codebook(model: IRIS, test: TrajectoryDataset) -> tuple[int, float, float]:
     """(frames, fraction of the codes used, perplexity) of the tokens of every held-out frame."""
     obs = torch.from_numpy(np.concatenate([np.asarray(t.observations) for t in test]))
+    device = next(model.parameters()).device
     tokens = torch.cat(
-        [model.tokenizer.encode(model.tokenizer.frames(chunk)) for chunk in obs.split(256)]
+        [
+            model.tokenizer.encode(model.tokenizer.frames(chunk.to(device))).cpu()
+            for chunk in obs.split(256)
+        ]
     )
     used, perplexity = codebook_usage(tokens, model.cfg.tokenizer.vocab_size)
     return int(obs.shape[0]), used, perplexity
@@ -116,9 +153,11 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     """Collect, train the tokenizer then the world model, evaluate; the report and run facts."""
     rng = seed_everything(args.seed)
     start = time.time()
-    train, test = collect(args.game, args.frames, args.seed, preset="iris")
+    train, test = collect(args.game, args.frames, args.seed, preset="iris", data=args.data)
     meta = train.metadata
-    model = build_world_model(small_iris(args), meta.observation_space, meta.action_space)
+    config = paper_iris(args) if args.model == "paper" else small_iris(args)
+    device = torch.device(args.device)
+    model = build_world_model(config, meta.observation_space, meta.action_space).to(device)
     print(PERCEPTUAL_NOTE, flush=True)
     sizes = {name: parameters(part) for name, part in model.components().items()}
     print(f"parameters: {sizes}", flush=True)
@@ -134,7 +173,7 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
 
     def tokenizer_update() -> dict[str, float]:
         nonlocal tok_done
-        batch = frames.sample(tok_spec.batch_size, rng)
+        batch = frames.sample(tok_spec.batch_size, rng).to(device)
         tok_done += 1
         return update(model.tokenizer.loss, batch, tok_opt, clip_norm=tok_clip, amp_dtype=amp)
 
@@ -142,22 +181,28 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
         metrics = tokenizer_update()
         if step % 100 == 0:
             shown = {k: round(v, 4) for k, v in metrics.items() if k in SHOWN}
-            print(f"tokenizer update {step}: {shown}", flush=True)
+            print(
+                f"tokenizer update {step} ({time.time() - train_start:.0f} s): {shown}", flush=True
+            )
     tokenizer_seconds = time.time() - train_start
     for step in range(args.updates):
         tok_due += args.tokenizer_ratio
         while tok_done < int(tok_due):
             tok_metrics = tokenizer_update()
-        batch = sequences.sample(wm_spec.batch_size, rng)
+        batch = sequences.sample(wm_spec.batch_size, rng).to(device)
         metrics = update(model.dynamics.loss, batch, wm_opt, clip_norm=wm_clip, amp_dtype=amp)
         if step % 100 == 0:
             if tok_done > args.tokenizer_updates:
                 metrics = {**{f"tok_{k}": v for k, v in tok_metrics.items()}, **metrics}
             shown = {k: round(v, 4) for k, v in metrics.items() if k.removeprefix("tok_") in SHOWN}
-            print(f"world-model update {step}: {shown}", flush=True)
+            print(
+                f"world-model update {step} ({time.time() - train_start:.0f} s): {shown}",
+                flush=True,
+            )
     train_seconds = time.time() - train_start
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
+    held_out = held_out.to(device)
     report = evaluate_world_model(
         model, held_out, context=args.context, horizon=args.horizon, samples=args.samples
     )
@@ -180,20 +225,30 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
 
 def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, float]) -> str:
     """The markdown section written into docs/iris.md."""
+    sizes = (
+        f"--model paper --batch-size {args.batch_size} "
+        f"--tokenizer-batch-size {args.tokenizer_batch_size}"
+        if args.model == "paper"
+        else f"--channels {args.channels} --vocab {args.vocab} --embed-dim {args.embed_dim} "
+        f"--width {args.width} --depth {args.depth} --batch-size {args.batch_size} "
+        f"--tokenizer-lr {args.tokenizer_lr} --lr {args.lr}"
+    )
     command = (
         f"python examples/iris_checks.py --game {args.game} --frames {args.frames} "
         f"--tokenizer-updates {args.tokenizer_updates} --updates {args.updates} "
-        f"--tokenizer-ratio {args.tokenizer_ratio} --channels {args.channels} "
-        f"--vocab {args.vocab} --embed-dim {args.embed_dim} --width {args.width} "
-        f"--depth {args.depth} --batch-size {args.batch_size} --samples {args.samples} "
-        f"--tokenizer-lr {args.tokenizer_lr} --lr {args.lr}"
+        f"--tokenizer-ratio {args.tokenizer_ratio} {sizes} --samples {args.samples}"
         + (f" --restart-dead-codes {args.restart_dead_codes}" if args.restart_dead_codes else "")
         + (" --precision bf16" if args.precision == "bf16" else "")
+        + (f" --device {args.device}" if args.device != "cpu" else "")
     )
-    vocab = args.vocab
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "the CPU"
+    vocab = 512 if args.model == "paper" else args.vocab
     return "\n".join(
         [
-            report_markdown(command, args.seed, facts, args.context, args.horizon, report),
+            report_markdown(
+                command, args.seed, facts, args.context, args.horizon, report, where=where
+            ),
             "",
             f"Codebook on the {facts['test_frames']:.0f} held-out frames: "
             f"{facts['codebook_used'] * vocab:.0f} of {vocab} codes used "
@@ -222,6 +277,14 @@ def main() -> None:
         default=1.0,
         help="tokenizer updates per world-model update after the first phase (IRIS: 1; 0 freezes)",
     )
+    parser.add_argument(
+        "--model",
+        choices=("small", "paper"),
+        default="small",
+        help="small: the sizes below (CPU); paper: iris-atari100k's tokenizer and GPT and their "
+        "learning rates (a GPU)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device that trains and evaluates")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per GPT update")
     parser.add_argument(
         "--tokenizer-batch-size", type=int, default=32, help="frames per tokenizer update"

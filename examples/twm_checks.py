@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     """Collect, train, evaluate; returns the report and run facts."""
     rng = seed_everything(args.seed)
     start = time.time()
-    train, test = collect(args.game, args.frames, args.seed, preset="twm")
+    train, test = collect(args.game, args.frames, args.seed, preset="twm", data=args.data)
     cfg = TWMConfig(  # a small TWM: 1/3 of the paper's CNN width, 3 of its 10 layers
         obs=ObservationModelConfig(
             kind="image",
