@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from seqrl.data import DatasetMetadata, SequenceSampler, TrajectoryDataset
+from seqrl.data.dataset import ARRAY_FILES
 from seqrl.types import TrajectoryBatch
 from seqrl.world_models.evaluation import WorldModelReport
 
@@ -24,16 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _save(path: Path, train: TrajectoryDataset, test: TrajectoryDataset) -> None:
+    """Both datasets' arrays (seqrl's dataset files, ``ARRAY_FILES``) in one ``.npz``."""
     arrays = {}
     for name, part in (("train", train), ("test", test)):
-        for key in (
-            "observations",
-            "actions",
-            "rewards",
-            "episode_starts",
-            "terminated",
-            "truncated",
-        ):
+        for key in ARRAY_FILES:
             arrays[f"{name}_{key}"] = getattr(part, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -42,6 +37,7 @@ def _save(path: Path, train: TrajectoryDataset, test: TrajectoryDataset) -> None
 
 
 def _load(path: Path, game: str) -> tuple[TrajectoryDataset, TrajectoryDataset]:
+    """The datasets :func:`_save` wrote, with ALE's spaces rebuilt from the arrays."""
     from gymnasium import spaces
 
     with np.load(path) as z:
@@ -54,17 +50,7 @@ def _load(path: Path, game: str) -> tuple[TrajectoryDataset, TrajectoryDataset]:
     }
     return tuple(  # type: ignore[return-value]
         TrajectoryDataset(
-            *(
-                arrays[f"{name}_{key}"]
-                for key in (
-                    "observations",
-                    "actions",
-                    "rewards",
-                    "episode_starts",
-                    "terminated",
-                    "truncated",
-                )
-            ),
+            *(arrays[f"{name}_{key}"] for key in ARRAY_FILES),
             DatasetMetadata(name=name, **meta),
         )
         for name in ("train", "test")
