@@ -22,10 +22,14 @@
 #      `python examples/iris_checks.py --game Boxing --frames 3000 --data .gpu-data/boxing.npz
 #      --tokenizer-updates 0 --updates 0 --test-windows 1 --no-write` and carry .gpu-data; writes
 #      the checks-boxing-paper-gpu section of docs/iris.md (copied to $OUT).
+#   7. iris_minatar: one `seqrl train iris --preset iris-minatar` run on the GPU with 5-10x the
+#      preset's updates per env step (the run directory goes to $OUT/iris-minatar; needs the
+#      MinAtar, minari and packaging wheels in .whl/: checkpoints write the replay's spaces
+#      through minari; `pip download --no-deps -d .whl minatar==1.0.15 minari==0.5.4 packaging`).
 #
 #   bash benchmarks/gpu.sh [PART ...]   # parts: tests attention world_models world_models_bf16
 #                       # world_models_compile world_models_eager tests_iris probe_gpt probe_tokenizer
-#                       # iris_checks_paper
+#                       # iris_checks_paper iris_minatar
 #                       # (default: the first four)
 
 set -u
@@ -80,6 +84,11 @@ for part in $parts; do
         --frames 3000 --data .gpu-data/boxing.npz --model paper --device cuda \
         --tokenizer-updates 3000 --updates 2000 --batch-size 32 --tokenizer-batch-size 64 \
         --restart-dead-codes 20 --section checks-boxing-paper-gpu ;;
+    iris_minatar) run iris_minatar 300 python3 -m seqrl train iris --preset iris-minatar \
+        --loop.device cuda --run-dir "$OUT/iris-minatar" --quiet --collect.steps 3500 \
+        --eval.every 0 --world_model_train.ratio 1.0 --tokenizer_train.ratio 0.5 \
+        --actor_critic_train.ratio 0.5 --world_model.tokenizer.restart_dead_codes 20 \
+        --actor_critic.actor_lr 3e-4 --actor_critic.critic_lr 1e-3 ;;
     *) echo "unknown part '$part' (see the head of this script)" >&2 && exit 2 ;;
     esac
 done

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -119,9 +120,15 @@ class Logger:
             run.metrics_path.write_text("".join(line + "\n" for line in kept))
         self._jsonl = open(run.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(str(run.path), purge_step=resume_step)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:  # e.g. a bare GPU machine: keep training, JSONL only
+                print(
+                    f"seqrl: no TensorBoard logs ({exc}); metrics go to {run.metrics_path}",
+                    file=sys.stderr,
+                )
+            else:
+                self._writer = SummaryWriter(str(run.path), purge_step=resume_step)
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
         """Record ``scalars`` at ``step`` (non-finite values are written as null in JSONL)."""

@@ -114,3 +114,18 @@ def test_run_dir_errors(tmp_path: Path) -> None:
     _fit(_state(), run, steps=5)
     with pytest.raises(UsageError, match="already holds a run"):
         RunDir.create(name="x", root=tmp_path)
+
+
+def test_logger_without_tensorboard_keeps_the_jsonl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where TensorBoard cannot be imported the run still logs, to metrics.jsonl, and says so."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    run = RunDir.create(name="run", path=tmp_path / "run")
+    with Logger(run) as logger:
+        logger.log(3, {"train/loss": 1.5})
+    assert "seqrl: no TensorBoard logs" in capsys.readouterr().err
+    assert json.loads(run.metrics_path.read_text())["train/loss"] == 1.5
+    assert not list(run.path.glob("events.out.tfevents.*"))
