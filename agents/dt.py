@@ -357,9 +357,9 @@ class DTAgent:
             (the casts autocast would repeat at every step; the same numbers).
         compile: ``window`` mode only: act through ``torch.compile`` (inductor, static shapes,
             weights frozen into the compiled code, so that the CPU's linear layers run on
-            packed weights, in bfloat16 with bias and ReLU fused). The agent then acts with a snapshot of the model's weights
-            taken here; its first ``act`` for a number of envs compiles (seconds, and a C++
-            compiler on the CPU).
+            packed weights, in bfloat16 with bias and ReLU fused). The agent then acts with a
+            snapshot of the model's weights taken here; its first ``act`` for a number of envs
+            compiles (seconds, and a C++ compiler on the CPU).
     """
 
     def __init__(
