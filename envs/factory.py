@@ -10,6 +10,7 @@ accepts both modes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -42,6 +43,23 @@ def check_env_id(env_id: str) -> None:
         ) from None
 
 
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings through Python's ``warnings`` (``RuntimeWarning``, so each shows
+    once per message by default and filters apply) instead of MuJoCo's default, which prints
+    every one and appends it to ``MUJOCO_LOG.TXT`` in the working directory: mujoco 4 warns at
+    every model compile that gymnasium's HalfCheetah XML uses the deprecated ``settotalmass``.
+    Safe to call repeatedly; a no-op without mujoco."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _mujoco_warning(message: str) -> None:
+    warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
 def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None) -> gym.Env:
     """One environment: the Atari protocol for ALE ids, images of the state for MinAtar ids
     (:mod:`seqrl.envs.minatar`), ``gym.make`` for everything else.
@@ -67,6 +85,8 @@ def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None
         kwargs = (
             {} if cfg.max_episode_steps is None else {"max_episode_steps": cfg.max_episode_steps}
         )
+        if "mujoco" in str(gym.spec(cfg.id).entry_point):
+            route_mujoco_warnings()
         return gym.make(cfg.id, render_mode=render_mode, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise SeqrlError(f"environment '{cfg.id}': {str(exc).splitlines()[0]}") from None

@@ -40,3 +40,24 @@ def test_validation() -> None:
     with pytest.raises(UsageError, match="unknown environment id 'Nope-v9'"):
         make_env(EnvConfig(id="Nope-v9"))
     assert issubclass(UsageError, SeqrlError)
+
+
+def test_mujoco_warnings_go_through_python_warnings(tmp_path, monkeypatch) -> None:
+    """A MuJoCo env installs seqrl's warning handler: MuJoCo's messages become RuntimeWarnings
+    (shown once per message) instead of prints plus a MUJOCO_LOG.TXT in the working directory."""
+    mujoco = pytest.importorskip("mujoco")
+    from seqrl.envs import factory
+
+    monkeypatch.chdir(tmp_path)
+    previous = mujoco.get_mju_user_warning()
+    try:
+        mujoco.set_mju_user_warning(None)
+        env = make_env(EnvConfig(id="HalfCheetah-v5"))
+        env.reset(seed=0)
+        env.close()
+        assert mujoco.get_mju_user_warning() is factory._mujoco_warning
+        assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+        with pytest.warns(RuntimeWarning, match="MuJoCo: a message"):
+            mujoco.get_mju_user_warning()("a message")
+    finally:
+        mujoco.set_mju_user_warning(previous)
