@@ -356,10 +356,10 @@ class DTAgent:
             agent then acts with a copy of the model whose linear layers are cast once, ahead
             (the casts autocast would repeat at every step; the same numbers).
         compile: ``window`` mode only: act through ``torch.compile`` (inductor, static shapes,
-            weights frozen into the compiled code, so that the CPU's linear layers run on
-            packed weights, in bfloat16 with bias and ReLU fused). The agent then acts with a
-            snapshot of the model's weights taken here; its first ``act`` for a number of envs
-            compiles (seconds, and a C++ compiler on the CPU).
+            its ``freezing`` option: on the CPU oneDNN linear layers with bias and ReLU fused in
+            bfloat16, MKL's in float32). The agent then acts with a snapshot of the model's
+            weights taken here; its first ``act`` for a number of envs compiles (seconds, and a
+            C++ compiler on the CPU).
     """
 
     def __init__(
@@ -383,8 +383,8 @@ class DTAgent:
             raise UsageError("--eval.mode cached needs --model.backbone.positions none or rotary")
         if compile and mode != "window":
             raise UsageError(
-                "--eval.compile applies to --eval.mode window only (cached decoding mutates its "
-                "KV cache, which the frozen compiled code cannot follow)"
+                "--eval.compile applies to --eval.mode window only (cached decoding writes its "
+                "KV cache in place, which the compiled code does not follow)"
             )
         self.model = model.to(device).eval()
         self.net = self.model if amp_dtype is None else _linears_cast(self.model, amp_dtype)

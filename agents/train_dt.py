@@ -89,7 +89,7 @@ class EvalConfig:
     compile: bool = field(
         default=False,
         metadata={
-            "help": "window mode: act through torch.compile with frozen weights (1.4-1.6x faster "
+            "help": "window mode: act through torch.compile (1.4-1.6x faster "
             "acting on the CPU, see docs/benchmarks.md); each evaluation first compiles for "
             "seconds, and the CPU needs a C++ compiler"
         },

@@ -542,8 +542,8 @@ def main() -> None:
         "Dropout`) where d3rlpy's, torch's, draws one `bernoulli_` number per element.",
         "",
         "The `compiled` columns act through `torch.compile` (`--eval.compile`: inductor, static "
-        "shapes, the weights frozen into the compiled code: packed oneDNN (bf16) or MKL (float32) "
-        "linear layers, bias and ReLU fused in bf16). Compiling happens during the untimed first K steps: "
+        "shapes, its `freezing` option: oneDNN (bf16) or MKL (float32) linear layers, bias and "
+        "ReLU fused in bf16). Compiling happens during the untimed first K steps: "
         + (
             f"{min(compiling):.1f}-{max(compiling):.1f} s per process. "
             if compiling

@@ -310,7 +310,8 @@ def test_bfloat16_agent_acts_as_autocast_of_the_float32_model() -> None:
 @pytest.mark.parametrize("discrete", [False, True])
 def test_compiled_window_agent_acts_as_the_eager_one_on_a_snapshot(discrete: bool) -> None:
     """``compile=True`` acts as the eager agent (padding, a finished env, its restart), with the
-    weights it was given: training the model afterwards leaves the compiled agent unchanged."""
+    weights it was given: training the model afterwards leaves the compiled agent unchanged, and
+    a compiled agent built afterwards acts with the new weights."""
     torch.manual_seed(0)
     model = build_model(tiny("dense", discrete=discrete), OBS, DISCRETE if discrete else BOX)
     compiled = DTAgent(model, [1.0, 5.0], mode="window", compile=True)
@@ -335,7 +336,12 @@ def test_compiled_window_agent_acts_as_the_eager_one_on_a_snapshot(discrete: boo
     compiled.reset(3)
     got = compiled.act(obs)
     np.testing.assert_allclose(got, eager.act(obs), atol=1e-5)
-    assert not np.allclose(got, moved.act(obs), atol=1e-3)
+    want = moved.act(obs)
+    assert not np.allclose(got, want, atol=1e-3)
+    # a compiled agent built on the new weights reuses the compiled code, with those weights
+    recompiled = DTAgent(model, [1.0, 5.0], mode="window", compile=True)
+    recompiled.reset(3)
+    np.testing.assert_allclose(recompiled.act(obs), want, atol=1e-5)
 
 
 def test_compile_needs_window_mode_and_a_working_compiler() -> None:
