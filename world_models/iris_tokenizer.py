@@ -394,8 +394,11 @@ class Tokenizer(nn.Module):
         flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])  # (N g g, E)
         if restart:
             self._restart_dead_codes(flat.detach())
-        e = self.codebook.weight
-        dist = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2.0 * flat @ e.t()
+        # nearest codes in float32 whatever the autocast: in bfloat16 the distances (|z|^2 of
+        # tens) keep about 3 digits, and the argmin turned into noise among close codes
+        with torch.autocast(flat.device.type, enabled=False):
+            f, e = flat.detach().float(), self.codebook.weight.detach().float()
+            dist = f.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2.0 * f @ e.t()
         tokens = dist.argmin(-1).view(z.shape[0], -1)  # (N, K), row-major over the grid
         return z, tokens, self.embed(tokens)
 
@@ -417,9 +420,13 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, frames: Tensor) -> Tensor:
-        """Frames (..., C, 64, 64) in [0, 1] -> tokens (..., K) long (no gradients)."""
+        """Frames (..., C, 64, 64) in [0, 1] -> tokens (..., K) long (no gradients).
+
+        Always in float32, autocast or not: the GPT's targets (encoded inside its bf16 update)
+        must be the tokens that imagination and acting, in float32, encode."""
         lead = frames.shape[:-3]
-        _, tokens, _ = self._quantise(frames.reshape(-1, *frames.shape[-3:]))
+        with torch.autocast(frames.device.type, enabled=False):
+            _, tokens, _ = self._quantise(frames.reshape(-1, *frames.shape[-3:]).float())
         return tokens.view(*lead, self.tokens_per_frame)
 
     def decode(self, tokens: Tensor) -> Tensor:

@@ -130,6 +130,29 @@ def test_tokenizer_maps_frames_to_a_4x4_grid_of_tokens() -> None:
     assert model.tokenizer.decode(tokens).shape == (2, 3, 3, 64, 64)
 
 
+def test_tokens_are_float32_nearest_codes_under_bf16_autocast() -> None:
+    """Under CPU bf16 autocast (``--loop.precision bf16``) ``encode`` gives the float32 tokens
+    (the GPT's targets must be those imagination and acting see), and the tokenizer's own
+    quantisation picks the exact nearest code of its (bf16) encoder output."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    tok = model.tokenizer
+    with torch.no_grad():  # spread the codebook the way training does (codes near the outputs)
+        z = tok.pre_quant(tok.encoder(tok.frames(blocks_frames(4, 4)).flatten(0, 1) * 2 - 1))
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        tok.codebook.weight.copy_(flat[torch.randperm(len(flat))[: tok.codebook.num_embeddings]])
+        tok.codebook.weight.add_(0.01 * torch.randn_like(tok.codebook.weight))
+    frames = tok.frames(blocks_frames(3, 4, seed=1))
+    full = tok.encode(frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(tok.encode(frames), full)
+        z, tokens, _ = tok._quantise(frames.flatten(0, 1))
+    flat = z.detach().double().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    nearest = torch.cdist(flat, tok.codebook.weight.double()).argmin(-1)
+    assert z.dtype == torch.bfloat16  # the encoder did run in bf16
+    assert torch.equal(tokens.flatten(), nearest)
+
+
 def test_tokenizer_loss_is_finite_and_falls_when_overfitting() -> None:
     model = tiny_model()
     batch = make_batch(b=4, t=1)
