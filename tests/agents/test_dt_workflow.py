@@ -227,7 +227,7 @@ def test_compiled_window_evaluation_learns_and_is_kept_in_the_checkpoint(
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     final = [m for m in metrics if "eval/return_target_500" in m][-1]
     assert final["eval/return_target_500"] > 100  # random play: about 22
-    agent = agent_from_checkpoint(load_checkpoint(run / "checkpoints" / "last.pt", algo="dt"), None)
-    assert agent.compile and agent.mode == "window"
     ckpt = run / "checkpoints" / "last.pt"
+    agent = agent_from_checkpoint(load_checkpoint(ckpt, algo="dt"), None)
+    assert agent.compile and agent.mode == "window"
     assert main(["eval", str(ckpt), "--env", "CartPole-v1", "--episodes", "2"]) == 0
