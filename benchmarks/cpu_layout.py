@@ -97,13 +97,8 @@ def main() -> None:
                     flush=True,
                 )
     iris_tokenizer.cpu_channels_last = actor_critic.cpu_channels_last = layouts["channels_last"]
-    setup = (
-        f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
-        f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
-        f"frames, actor-critic batch {cfg.actor_critic.batch_size}, horizon "
-        f"{cfg.actor_critic.horizon}) on 64x64 RGB frames, synthetic replay of 5,000 steps"
-    )
-    note = run_note(args, setup, "layouts", load_before, started) + (
+    ac = f", actor-critic batch {cfg.actor_critic.batch_size}, horizon {cfg.actor_critic.horizon}"
+    note = run_note(args, preset_setup(s, cfg, ac), "layouts", load_before, started) + (
         " The layout changes the memory order only: values are the same up to float rounding "
         "(the IRIS tests run with it)."
     )
@@ -146,12 +141,7 @@ def precision(
                     f"round {r + 1}, {mode}, {row}: median {1e3 * statistics.median(values):,.0f} ms",
                     flush=True,
                 )
-    setup = (
-        f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
-        f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
-        "frames) on 64x64 RGB frames, synthetic replay of 5,000 steps"
-    )
-    note = run_note(args, setup, "precisions", load_before, started) + (
+    note = run_note(args, preset_setup(s, cfg), "precisions", load_before, started) + (
         " Each update: sample, forward and loss (autocast in bf16), backward, clip, Adam step in "
         "float32. The actor-critic update (imagination) is not autocast by the loop."
     )
@@ -164,6 +154,15 @@ def precision(
         note,
         machine_line,
         write_section,
+    )
+
+
+def preset_setup(s: Any, cfg: Any, extra: str = "") -> str:
+    """The measured setup: the preset's batch sizes (plus ``extra``) and the synthetic replay."""
+    return (
+        f"`iris-minatar` preset (tokenizer batch {s.batch_sizes['tokenizer']} frames, world-model "
+        f"batch {s.batch_sizes['world_model']} x {cfg.world_model.dynamics.sequence_length} "
+        f"frames{extra}) on 64x64 RGB frames, synthetic replay of 5,000 steps"
     )
 
 
