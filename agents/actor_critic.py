@@ -471,6 +471,7 @@ class ActorCritic(nn.Module):
             "advantage_mean": float(t.advantages.mean()),
             "weight_mean": float(t.weights.mean()),
             "imagined_reward_mean": float(rollout.rewards.float().mean()),
+            "imagined_continue_mean": float(rollout.continues.float().mean()),
         }
         if cfg.return_norm == "percentile":
             metrics["return_range"] = float(self.return_range)

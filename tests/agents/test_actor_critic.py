@@ -89,6 +89,15 @@ def test_continues_discount_the_returns() -> None:
     assert torch.allclose(t.returns[0], torch.tensor([1.5, 1.0]))
 
 
+def test_loss_logs_what_imagination_paid() -> None:
+    ac = ActorCritic((3,), 2, ActorCriticConfig(hidden_dims=(8,)))
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    continues = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    metrics = ac.loss(_rollout(torch.zeros(3, 2, 3), continues, rewards)).metrics
+    assert metrics["imagined_reward_mean"] == 0.25
+    assert metrics["imagined_continue_mean"] == 0.75
+
+
 @pytest.mark.parametrize("mode", ["bonus", "threshold"])
 def test_entropy_term_raises_entropy(mode: str) -> None:
     torch.manual_seed(0)
