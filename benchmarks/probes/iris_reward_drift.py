@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +44,19 @@ def main() -> None:
     ckpt = load_checkpoint(args.run, algo="iris")
     cfg = from_dict(IRISAgentConfig, ckpt.config)
     replay = ReplayBuffer.load(args.run / str(ckpt.extra["replay"]))
-    model = build_world_model(cfg.world_model, replay.observation_space, replay.action_space)
+    models = {
+        sampling: build_world_model(
+            replace(cfg.world_model, sampling=sampling),
+            replay.observation_space,
+            replay.action_space,
+        )
+        for sampling in ("sample", "argmax")
+    }
+    model = models["sample"]
     load_state(model, ckpt.state["world_model"], what="world model", path=ckpt.path)
-    model.eval()
+    models["argmax"].load_state_dict(model.state_dict())
+    for m in models.values():
+        m.eval()
     rng = seed_everything(args.seed)
     h = args.horizon
     sampler = SequenceSampler(replay, seq_len=h, burn_in=0, pad_end=True)
@@ -67,18 +78,17 @@ def main() -> None:
             ("real", rewards[real].float().mean(), 1 - batch.terminals[real].float().mean()),
             ("teacher-forced", forced[real].mean(), float("nan")),
         ]
-        for argmax in (False, True):
+        for sampling, imagining in models.items():
             state = IRISState(tokens[:, 0])
             alive = torch.ones(args.windows, dtype=torch.bool)
-            got, counted, ends = [], [], []
+            got, ends = [], []
             for t in range(h):
-                state, step = model._step(state, batch.actions[:, t], argmax=argmax)
+                state, step = imagining.imagine_step(state, batch.actions[:, t])
                 keep = alive & real[:, t]
                 got.append(step.rewards[keep])
                 ends.append(1 - step.continues[keep])
-                counted.append(keep)
                 alive = alive & (step.continues > 0)
-            name = "open loop, argmax" if argmax else "open loop, sampled"
+            name = "open loop, argmax" if sampling == "argmax" else "open loop, sampled"
             rows.append((name, torch.cat(got).mean(), 1 - torch.cat(ends).mean()))
     print("| prediction | reward per step | continue per step |")
     print("|---|---|---|")
