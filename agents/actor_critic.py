@@ -229,6 +229,15 @@ class IrisCNN(nn.Module):
         return self.net(cpu_channels_last(frames.float() * 2.0 - 1.0))
 
 
+def _alive_mean(rewards: torch.Tensor, continues: torch.Tensor) -> float:
+    """Mean reward ``(H, B)`` over imagined steps taken before any imagined end: each step weighs
+    the product of the continues before it (exact with sampled 0/1 continues, expected with
+    probabilities). Steps after an end are what the world model never saw in its data."""
+    continues = continues.float()
+    alive = torch.cumprod(torch.cat([torch.ones_like(continues[:1]), continues[:-1]]), dim=0)
+    return float((alive * rewards.float()).sum() / alive.sum().clamp(min=1e-8))
+
+
 def lambda_returns(
     rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lam: float
 ) -> torch.Tensor:
@@ -471,6 +480,7 @@ class ActorCritic(nn.Module):
             "advantage_mean": float(t.advantages.mean()),
             "weight_mean": float(t.weights.mean()),
             "imagined_reward_mean": float(rollout.rewards.float().mean()),
+            "imagined_reward_alive": _alive_mean(rollout.rewards, rollout.continues),
             "imagined_continue_mean": float(rollout.continues.float().mean()),
         }
         if cfg.return_norm == "percentile":

@@ -3,7 +3,8 @@
 Reads a world-model run's ``metrics.jsonl`` and prints, per block of env steps, the real
 training episodes (return per episode, reward per step, the share of steps that end an episode)
 beside what the actor-critic saw in imagination over the same steps (reward and continue flag per
-imagined step), the policy's normalised entropy and the world model's token accuracy. A policy
+imagined step, over all steps and over the steps before any imagined end; runs from before
+that metric existed show '-' there), the policy's normalised entropy and the world model's token accuracy. A policy
 that exploits its world model shows imagined rewards well above the real ones while the real
 return falls. A diagnostic, not a peer benchmark: docs/iris.md (MinAtar section) quotes its
 output::
@@ -33,6 +34,7 @@ def gap_table(rows: list[dict], block: int) -> list[dict]:
             "train/episode_return",
             "train/episode_length",
             "train/actor_critic/imagined_reward_mean",
+            "train/actor_critic/imagined_reward_alive",
             "train/actor_critic/imagined_continue_mean",
             "train/actor_critic/norm_entropy",
             "train/world_model/obs_accuracy",
@@ -55,6 +57,9 @@ def gap_table(rows: list[dict], block: int) -> list[dict]:
                 "imagined_reward_per_step": _mean(
                     b.get("train/actor_critic/imagined_reward_mean", [])
                 ),
+                "imagined_reward_alive": _mean(
+                    b.get("train/actor_critic/imagined_reward_alive", [])
+                ),
                 "imagined_continue": _mean(b.get("train/actor_critic/imagined_continue_mean", [])),
                 "entropy": _mean(b.get("train/actor_critic/norm_entropy", [])),
                 "token_accuracy": _mean(b.get("train/world_model/obs_accuracy", [])),
@@ -72,6 +77,7 @@ def markdown(table: list[dict]) -> str:
         ("real reward per step", "real_reward_per_step", "{:.3f}"),
         ("real episode ends per step", "real_end_per_step", "{:.3f}"),
         ("imagined reward per step", "imagined_reward_per_step", "{:.3f}"),
+        ("imagined reward per step before an imagined end", "imagined_reward_alive", "{:.3f}"),
         ("imagined continue", "imagined_continue", "{:.3f}"),
         ("policy entropy", "entropy", "{:.2f}"),
         ("token accuracy", "token_accuracy", "{:.2f}"),

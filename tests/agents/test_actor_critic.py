@@ -91,11 +91,13 @@ def test_continues_discount_the_returns() -> None:
 
 def test_loss_logs_what_imagination_paid() -> None:
     ac = ActorCritic((3,), 2, ActorCriticConfig(hidden_dims=(8,)))
-    rewards = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # (H, B)
     continues = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
     metrics = ac.loss(_rollout(torch.zeros(3, 2, 3), continues, rewards)).metrics
-    assert metrics["imagined_reward_mean"] == 0.25
+    assert metrics["imagined_reward_mean"] == 0.5
     assert metrics["imagined_continue_mean"] == 0.75
+    # the second rollout ended at its first step: its second step's reward is not counted
+    assert metrics["imagined_reward_alive"] == pytest.approx(1 / 3)
 
 
 @pytest.mark.parametrize("mode", ["bonus", "threshold"])
