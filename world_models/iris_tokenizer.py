@@ -13,7 +13,8 @@ Micheli, Alonso, Fleuret 2023, *Transformers are Sample-Efficient World Models*,
   the last N training batches used to an encoder output of the current batch (dead-code restarts,
   as in Jukebox, Dhariwal et al. 2020), against codebook collapse.
 - **Decoder**: the mirror image, ``res_blocks + 1`` residual blocks per level, nearest upsampling.
-- **Loss** (``Tokenizer.loss``): L1 reconstruction on the [-1, 1] scale + codebook
+- **Loss** (``Tokenizer.loss``): L1 reconstruction on the [-1, 1] scale (``reconstruction=mse``:
+  squared error instead, not in the paper; the ``iris-minatar`` preset's choice) + codebook
   ``|sg(z) - e|^2`` + ``beta * |z - sg(e)|^2`` (commitment, beta 1.0) + optionally the perceptual
   loss (LPIPS on VGG16, weight 1). The perceptual network's pretrained weights cannot be
   downloaded here: it is off by default (an ablation of the paper's setting, see ``docs/iris.md``)
@@ -35,6 +36,7 @@ from seqrl.types import LossOutput, TrajectoryBatch
 from torch import Tensor, nn
 
 Perceptual = Literal["off", "lpips", "lpips_random"]
+Reconstruction = Literal["l1", "mse"]
 
 IMAGE_SIZE = 64
 
@@ -74,6 +76,14 @@ class TokenizerConfig:
         metadata={
             "help": "reset a code unused for this many training batches to a random encoder "
             "output of the current batch (0: never, as the paper)"
+        },
+    )
+    reconstruction: Reconstruction = field(
+        default="l1",
+        metadata={
+            "help": "pixel loss on the [-1, 1] scale: l1 (the paper) or mse. L1's optimum is the "
+            "per-pixel median, which is the background for small objects that a coarse code "
+            "does not yet pin down (MinAtar's ball and paddle): mse draws them in"
         },
     )
     perceptual: Perceptual = field(
@@ -441,7 +451,9 @@ class Tokenizer(nn.Module):
         return decoder(self.post_quant(cpu_channels_last(z_q)))
 
     def loss(self, batch: TrajectoryBatch) -> LossOutput:
-        """L1 + codebook + commitment (+ perceptual) on the real frames of ``batch``."""
+        """L1 (or MSE) + codebook + commitment (+ perceptual) on the real frames of ``batch``.
+
+        The metric ``l1`` is the L1 reconstruction error whichever loss trains."""
         cfg = self.cfg
         frames = self.frames(batch.observations.flatten(0, 1))  # (B T, C, 64, 64) in [0, 1]
         real = batch.mask.flatten().bool()
@@ -456,7 +468,9 @@ class Tokenizer(nn.Module):
         commitment_loss = (z - z_q.detach()).pow(2).mean()
         recon = self._decode_grid(z + (z_q - z).detach())  # straight-through
         target = frames * 2.0 - 1.0
-        recon_loss = (recon - target).abs().mean()
+        error = recon - target
+        l1 = error.abs().mean()
+        recon_loss = error.pow(2).mean() if cfg.reconstruction == "mse" else l1
         total = recon_loss + codebook_loss + cfg.commitment_beta * commitment_loss
         metrics: dict[str, float] = {}
         if self.lpips is not None:
@@ -467,6 +481,7 @@ class Tokenizer(nn.Module):
         metrics.update(
             {
                 "reconstruction_loss": float(recon_loss.detach()),
+                "l1": float(l1.detach()),
                 "codebook_loss": float(codebook_loss.detach()),
                 "commitment_loss": float(commitment_loss.detach()),
                 "codebook_used": used,

@@ -165,6 +165,22 @@ def test_tokenizer_loss_is_finite_and_falls_when_overfitting() -> None:
     assert 0.0 < metrics["codebook_used"] <= 1.0
 
 
+@pytest.mark.parametrize("reconstruction", ["l1", "mse"])
+def test_tokenizer_reconstruction_loss_is_the_configured_pixel_loss(reconstruction: str) -> None:
+    cfg = dataclasses.replace(tiny_config().tokenizer, reconstruction=reconstruction)
+    tok = tiny_model(tokenizer=cfg).tokenizer.eval()
+    batch = make_batch(b=2, t=1)
+    metrics = tok.loss(batch).metrics
+    frames = tok.frames(batch.observations.flatten(0, 1))
+    with torch.no_grad():
+        recon = tok._decode_grid(tok.embed(tok.encode(frames)))  # [-1, 1] scale, unclamped
+    error = recon - (frames * 2.0 - 1.0)
+    l1, mse = float(error.abs().mean()), float(error.pow(2).mean())
+    expected = mse if reconstruction == "mse" else l1
+    assert metrics["reconstruction_loss"] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    assert metrics["l1"] == pytest.approx(l1, rel=1e-4, abs=1e-6)
+
+
 def test_codebook_usage_counts_codes_and_perplexity() -> None:
     used, perplexity = codebook_usage(torch.tensor([[0, 1, 2, 3], [0, 1, 2, 3]]), 8)
     assert used == pytest.approx(0.5) and perplexity == pytest.approx(4.0)
