@@ -77,6 +77,7 @@ def paper_iris(args: argparse.Namespace) -> IRISConfig:
             cfg.tokenizer,
             batch_size=args.tokenizer_batch_size,
             restart_dead_codes=args.restart_dead_codes,
+            reconstruction=args.reconstruction,
         ),
         dynamics=replace(
             cfg.dynamics,
@@ -102,6 +103,7 @@ def small_iris(args: argparse.Namespace) -> IRISConfig:
             batch_size=args.tokenizer_batch_size,
             lr=args.tokenizer_lr,
             restart_dead_codes=args.restart_dead_codes,
+            reconstruction=args.reconstruction,
         ),
         dynamics=DynamicsConfig(
             backbone=TransformerConfig(
@@ -238,6 +240,7 @@ def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, f
         f"--tokenizer-updates {args.tokenizer_updates} --updates {args.updates} "
         f"--tokenizer-ratio {args.tokenizer_ratio} {sizes} --samples {args.samples}"
         + (f" --restart-dead-codes {args.restart_dead_codes}" if args.restart_dead_codes else "")
+        + (f" --reconstruction {args.reconstruction}" if args.reconstruction != "l1" else "")
         + (" --precision bf16" if args.precision == "bf16" else "")
         + (f" --device {args.device}" if args.device != "cpu" else "")
     )
@@ -302,6 +305,12 @@ def main() -> None:
         type=int,
         default=0,
         help="reset codes unused for this many tokenizer batches (0: never, as the paper)",
+    )
+    parser.add_argument(
+        "--reconstruction",
+        choices=("l1", "mse"),
+        default="l1",
+        help="the tokenizer's pixel loss: l1 (the paper) or mse (docs/iris.md, deviations)",
     )
     parser.add_argument(
         "--precision",

@@ -100,6 +100,8 @@ def iris_minatar() -> IRISAgentConfig:
             batch_size=16,
             horizon=10,
             burn_in=4,
+            # MinAtar episodes last about 10 steps: no learning from imagined steps past an end
+            loss_weights="discounts",
         ),
         tokenizer_train=ComponentSchedule(start=1000, ratio=0.1),
         world_model_train=ComponentSchedule(start=1500, ratio=0.1),
