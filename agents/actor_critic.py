@@ -229,12 +229,17 @@ class IrisCNN(nn.Module):
         return self.net(cpu_channels_last(frames.float() * 2.0 - 1.0))
 
 
-def _alive_mean(rewards: torch.Tensor, continues: torch.Tensor) -> float:
-    """Mean reward ``(H, B)`` over imagined steps taken before any imagined end: each step weighs
-    the product of the continues before it (exact with sampled 0/1 continues, expected with
-    probabilities). Steps after an end are what the world model never saw in its data."""
+def alive_weights(continues: torch.Tensor) -> torch.Tensor:
+    """``(H, B)`` weight of each imagined step: the product of the continues before it (1 until
+    a rollout's first end, 0 after it with sampled 0/1 continues; the chance of still being
+    alive with probabilities). Steps after an end are what the world model never saw in its data."""
     continues = continues.float()
-    alive = torch.cumprod(torch.cat([torch.ones_like(continues[:1]), continues[:-1]]), dim=0)
+    return torch.cumprod(torch.cat([torch.ones_like(continues[:1]), continues[:-1]]), dim=0)
+
+
+def _alive_mean(rewards: torch.Tensor, continues: torch.Tensor) -> float:
+    """Mean reward ``(H, B)`` over imagined steps taken before any imagined end."""
+    alive = alive_weights(continues)
     return float((alive * rewards.float()).sum() / alive.sum().clamp(min=1e-8))
 
 

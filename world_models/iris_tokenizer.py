@@ -469,8 +469,10 @@ class Tokenizer(nn.Module):
         recon = self._decode_grid(z + (z_q - z).detach())  # straight-through
         target = frames * 2.0 - 1.0
         error = recon - target
-        l1 = error.abs().mean()
-        recon_loss = error.pow(2).mean() if cfg.reconstruction == "mse" else l1
+        if cfg.reconstruction == "mse":
+            recon_loss, l1 = error.pow(2).mean(), error.detach().abs().mean()  # l1: metric only
+        else:
+            recon_loss = l1 = error.abs().mean()
         total = recon_loss + codebook_loss + cfg.commitment_beta * commitment_loss
         metrics: dict[str, float] = {}
         if self.lpips is not None:

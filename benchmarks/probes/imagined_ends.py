@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import torch
+from seqrl.agents.actor_critic import alive_weights
 from seqrl.checkpoint import load_checkpoint, load_state
 from seqrl.config import from_dict
 from seqrl.data import ReplayBuffer
@@ -48,10 +49,9 @@ def _agent(algo: str) -> tuple[type, object]:
 
 def split_by_first_end(rewards: torch.Tensor, continues: torch.Tensor) -> dict[str, float]:
     """Reward per step ``(H, B)`` over all steps, before and after each rollout's first end
-    (a step whose continue flag is 0 ends the rollout; the steps after it are 'after')."""
-    ended = torch.cumsum((continues <= 0).float(), dim=0)
-    after = (torch.cat([torch.zeros_like(ended[:1]), ended[:-1]]) > 0).float()
-    before = 1.0 - after
+    (sampled 0/1 continues: a step whose continue flag is 0 ends the rollout)."""
+    before = alive_weights(continues)
+    after = 1.0 - before
 
     def mean(w: torch.Tensor) -> float:
         return float((w * rewards).sum() / w.sum()) if float(w.sum()) > 0 else float("nan")
