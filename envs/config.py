@@ -144,6 +144,14 @@ class MinAtarConfig:
     difficulty_ramping: bool = field(
         default=True, metadata={"help": "games speed up over time (MinAtar's default)"}
     )
+    palette: Literal["minatar", "bright"] = field(
+        default="minatar",
+        metadata={
+            "help": "colours of rgb images and videos: minatar (its display's cubehelix, "
+            "objects from near black to near white) or bright (evenly spaced hues at full "
+            "saturation, every object far from the black background)"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.size < 10:
@@ -152,6 +160,8 @@ class MinAtarConfig:
             raise ConfigError(
                 f"minatar.sticky_action_prob must be in [0, 1], got {self.sticky_action_prob}"
             )
+        if self.palette not in ("minatar", "bright"):
+            raise ConfigError(f"minatar.palette must be minatar or bright, got {self.palette!r}")
 
 
 @dataclass

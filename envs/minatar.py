@@ -8,8 +8,11 @@ the state as an image:
 
 * ``gray``: ``(size, size)`` uint8, channel ``c`` of ``C`` drawn at gray level
   ``round(255 * (c + 1) / C)``, background 0;
-* ``rgb``: ``(size, size, 3)`` uint8 in MinAtar's own display palette (matplotlib's cubehelix,
-  the colours of ``Environment.display_state``), background black;
+* ``rgb``: ``(size, size, 3)`` uint8, background black, objects in the ``palette``:
+  ``minatar`` is MinAtar's own display palette (matplotlib's cubehelix, the colours of
+  ``Environment.display_state``), whose first channel is nearly black (Breakout's paddle: RGB
+  22, 61, 78); ``bright`` gives channel ``c`` the hue ``c / C`` at full saturation and value,
+  so every object differs from the background by at least one full colour channel;
 * ``state``: the raw ``(10, 10, C)`` bool state, unchanged.
 
 Where objects of several channels share a cell the highest channel is drawn, as MinAtar's display
@@ -28,7 +31,7 @@ from typing import Any, Literal
 import gymnasium as gym
 import numpy as np
 from seqrl.envs.config import MinAtarConfig
-from seqrl.errors import SeqrlError, UsageError
+from seqrl.errors import ConfigError, SeqrlError, UsageError
 
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 """Games of MinAtar 1.0.15, as spelled in the gymnasium ids."""
@@ -63,15 +66,21 @@ def register_minatar(env_id: str) -> None:
         )
 
 
-def _palette(render: str, channels: int) -> np.ndarray:
+def _palette(render: str, channels: int, palette: str = "minatar") -> np.ndarray:
     """``(C + 1, ...)`` uint8 colour of the background (row 0) and of each channel."""
     if render == "gray":
         levels = np.round(255 * np.arange(channels + 1) / channels)
         return levels.astype(np.uint8)  # (C + 1,)
-    from matplotlib import colormaps  # a dependency of minatar
+    if palette == "bright":
+        from matplotlib.colors import hsv_to_rgb  # matplotlib is a dependency of minatar
 
-    # seaborn's color_palette("cubehelix", C), which MinAtar's display uses, without seaborn
-    colours = colormaps["cubehelix"](np.linspace(0, 1, channels + 2)[1:-1])[:, :3]
+        hsv = np.stack([np.arange(channels) / channels, np.ones(channels), np.ones(channels)], 1)
+        colours = hsv_to_rgb(hsv)
+    else:
+        from matplotlib import colormaps
+
+        # seaborn's color_palette("cubehelix", C), which MinAtar's display uses, without seaborn
+        colours = colormaps["cubehelix"](np.linspace(0, 1, channels + 2)[1:-1])[:, :3]
     rgb = np.round(255 * np.concatenate([np.zeros((1, 3)), colours]))
     return rgb.astype(np.uint8)  # (C + 1, 3)
 
@@ -90,7 +99,11 @@ class MinAtarImage(gym.ObservationWrapper):
     """
 
     def __init__(
-        self, env: gym.Env, render: Literal["gray", "rgb", "state"] = "gray", size: int = 64
+        self,
+        env: gym.Env,
+        render: Literal["gray", "rgb", "state"] = "gray",
+        size: int = 64,
+        palette: Literal["minatar", "bright"] = "minatar",
     ) -> None:
         super().__init__(env)
         height, width, channels = env.observation_space.shape or (10, 10, 0)
@@ -100,7 +113,9 @@ class MinAtarImage(gym.ObservationWrapper):
         self._rows = np.arange(size) * height // size  # (size,)
         self._cols = np.arange(size) * width // size  # (size,)
         self._channel_ids = np.arange(1, channels + 1, dtype=np.int64)  # (C,)
-        self._rgb = _palette("rgb", channels)
+        if palette not in ("minatar", "bright"):
+            raise ConfigError(f"minatar.palette must be minatar or bright, got {palette!r}")
+        self._rgb = _palette("rgb", channels, palette)
         if render == "state":
             self._colours = None
         else:
@@ -158,4 +173,4 @@ def make_minatar_env(
         sticky_action_prob=cfg.sticky_action_prob,
         difficulty_ramping=cfg.difficulty_ramping,
     )
-    return MinAtarImage(env, render=cfg.render, size=cfg.size)
+    return MinAtarImage(env, render=cfg.render, size=cfg.size, palette=cfg.palette)

@@ -78,9 +78,11 @@ def test_observation_space_per_render_mode(
     assert obs.shape == (2, *shape) and obs.dtype == dtype
 
 
-@pytest.mark.parametrize("render", ["gray", "rgb"])
-def test_each_channel_gets_its_own_colour(render: str) -> None:
-    env = minatar_env("MinAtar/Seaquest-v1", render=render, size=64)
+@pytest.mark.parametrize(
+    ("render", "palette"), [("gray", "minatar"), ("rgb", "minatar"), ("rgb", "bright")]
+)
+def test_each_channel_gets_its_own_colour(render: str, palette: str) -> None:
+    env = minatar_env("MinAtar/Seaquest-v1", render=render, size=64, palette=palette)
     channels = env.env.observation_space.shape[-1]
     state = np.zeros((10, 10, channels), dtype=bool)
     for c in range(channels):
@@ -102,6 +104,26 @@ def test_each_channel_gets_its_own_colour(render: str) -> None:
     assert overlap.tobytes() == colours[7]
     # the cells fill the whole image: 10 cells of 6 or 7 pixels, no border
     assert sorted(set(np.bincount(rows))) == [6, 7]
+
+
+def test_bright_palette_keeps_every_object_far_from_the_background() -> None:
+    state = np.zeros((10, 10, 4), dtype=bool)
+    state[9, 4, 0] = True  # Breakout's paddle, channel 0: MinAtar's darkest colour
+    paddle = {}
+    for palette in ("minatar", "bright"):
+        env = minatar_env(render="rgb", size=10, palette=palette)
+        paddle[palette] = env.observation(state)[9, 4]
+    assert paddle["minatar"].max() < 100  # RGB 22, 61, 78
+    assert paddle["bright"].max() == 255
+    for channels, game in ((4, "Breakout"), (10, "Seaquest")):
+        env = minatar_env(f"MinAtar/{game}-v1", render="rgb", size=10, palette="bright")
+        state = np.zeros((10, 10, channels), dtype=bool)
+        for c in range(channels):
+            state[0, c, c] = True
+        row = env.observation(state)[0, :channels].astype(int)  # (C, 3)
+        assert (row.max(axis=1) == 255).all()
+        gaps = np.abs(row[:, None] - row[None]).max(axis=-1) + 255 * np.eye(channels, dtype=int)
+        assert gaps.min() >= 100  # any two objects differ by 100 in some channel
 
 
 def test_seeded_reset_reproduces_the_episode() -> None:
@@ -150,6 +172,8 @@ def test_minatar_config_round_trip_and_validation() -> None:
         MinAtarConfig(size=8)
     with pytest.raises(ConfigError, match="minatar.sticky_action_prob"):
         MinAtarConfig(sticky_action_prob=1.5)
+    with pytest.raises(ConfigError, match="minatar.palette"):
+        MinAtarConfig(palette="neon")  # type: ignore[arg-type]
 
 
 def test_unknown_game_and_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
