@@ -10,7 +10,8 @@ resume.
 Presets (``iris-atari100k`` is checked against ``docs/iris.md``):
 
 - ``iris-atari100k``: the paper's Atari 100k run, 500 epochs of 200 env steps (a GPU run).
-- ``iris-minatar``: MinAtar Breakout rendered as 64x64 RGB frames, small enough for the CPU.
+- ``iris-minatar``: MinAtar Breakout rendered as 64x64 RGB frames (palette ``bright``), small
+  enough for the CPU.
 """
 
 from __future__ import annotations
@@ -91,7 +92,11 @@ def iris_minatar() -> IRISAgentConfig:
     from seqrl.world_models.iris import iris_minatar as model
 
     return IRISAgentConfig(
-        env=EnvConfig(id="MinAtar/Breakout-v1", minatar=MinAtarConfig(render="rgb", size=64)),
+        # bright: MinAtar's own palette draws the paddle nearly black, which the tokenizer misses
+        env=EnvConfig(
+            id="MinAtar/Breakout-v1",
+            minatar=MinAtarConfig(render="rgb", size=64, palette="bright"),
+        ),
         world_model=model(),
         actor_critic=replace(
             ac_iris(),

@@ -7,6 +7,12 @@ and with uniform random actions. For each it prints the reward per imagined step
 over the steps before the rollout's first imagined end, and over the steps after it, and the
 share of steps that lie after it.
 
+``--tracker`` (MinAtar Breakout runs) adds a third policy that plays the game well: it reads the
+ball's and the paddle's cells off each frame it is given (decoded frames in imagination) and moves
+the paddle towards the ball's column. It also plays ``--episodes`` real episodes. If the world
+model pays the tracker more than random actions before an imagined end, and ends its rollouts
+later, the world model carries what a policy needs to learn; if not, the world model is what fails.
+
 The world model never trains on a step after an episode's end (the replay's windows are padded
 there), so what it imagines past one is unconstrained. An actor-critic whose loss weighs every
 imagined step alike (``--actor_critic.loss_weights none``, the IRIS code's choice) learns from
@@ -14,6 +20,7 @@ those steps too. A diagnostic, not a peer benchmark: docs/iris.md (MinAtar secti
 output::
 
     python benchmarks/probes/imagined_ends.py runs/t8/seed0
+    python benchmarks/probes/imagined_ends.py runs/t11/iris-minatar-seed0 --tracker
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # minatar_reconstruction's cells
+
+import numpy as np
 import torch
 from seqrl.agents.actor_critic import alive_weights
 from seqrl.checkpoint import load_checkpoint, load_state
@@ -32,6 +42,69 @@ from seqrl.world_models.imagination import imagine
 from seqrl.world_models.loop import build_learner, make_samplers
 
 ALGOS = ("iris", "twm")
+NOOP, LEFT, RIGHT = 0, 1, 2  # MinAtar/Breakout-v1's minimal action set: n, l, r
+PADDLE, BALL = 1, 2  # cell codes of minatar_reconstruction.cells: channel + 1
+
+
+class BallTracker:
+    """A scripted Breakout policy with the actor-critic's ``burn_in`` / ``step`` interface.
+
+    Each frame ``(B, 3, S, S)`` in [0, 1] is read back as MinAtar's cells (nearest ``palette``
+    colour); the paddle moves one column towards the ball (no-op when aligned or when either is
+    not drawn). Logits of +-30 make temperature-1 sampling pick that action.
+    """
+
+    def __init__(self, palette: np.ndarray) -> None:
+        self.palette = palette
+        self.frames = 0
+        self.seen = 0  # frames where both the paddle and the ball were read
+
+    def burn_in(self, features: torch.Tensor, mask: torch.Tensor) -> None:
+        return None
+
+    def actions(self, frames: np.ndarray) -> np.ndarray:
+        """``(B, S, S, 3)`` uint8 frames -> ``(B,)`` actions."""
+        from minatar_reconstruction import cells
+
+        grid = cells(frames, self.palette)  # (B, 10, 10)
+        out = np.full(len(grid), NOOP)
+        for i, g in enumerate(grid):
+            paddle = np.flatnonzero(g[-1] == PADDLE)
+            ball = np.argwhere(g == BALL)
+            self.frames += 1
+            if len(paddle) and len(ball):
+                self.seen += 1
+                col, target = paddle[0], ball[0][1]
+                out[i] = LEFT if target < col else RIGHT if target > col else NOOP
+        return out
+
+    def step(self, feature: torch.Tensor, state: None) -> tuple[torch.Tensor, None, None]:
+        frames = (feature.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        logits = torch.full((len(frames), 3), -30.0)
+        logits[torch.arange(len(frames)), torch.from_numpy(self.actions(frames))] = 30.0
+        return logits, None, None
+
+
+def play(env_cfg: object, policy: BallTracker | None, episodes: int, seed: int) -> float:
+    """Mean real return of ``policy`` (None: uniform random) over ``episodes`` episodes."""
+    from seqrl.envs import make_env
+
+    env = make_env(env_cfg)
+    rng = np.random.default_rng(seed)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            if policy is None:
+                action = int(rng.integers(3))
+            else:
+                action = int(policy.actions(obs[None])[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
 
 
 def _agent(algo: str) -> tuple[type, object]:
@@ -69,6 +142,10 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="an iris or twm run directory")
     parser.add_argument("--rollouts", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tracker", action="store_true", help="add the ball tracker (MinAtar Breakout, rgb)"
+    )
+    parser.add_argument("--episodes", type=int, default=30, help="real episodes per policy")
     args = parser.parse_args()
     if args.rollouts <= 0:
         parser.error("--rollouts: must be positive")
@@ -97,17 +174,40 @@ def main() -> None:
         "| actions | reward per step | before the first end | after it | share of steps after it |"
     )
     print("|---|---|---|---|---|")
-    for name, temperature in (("policy", 1.0), ("uniform random", 1e6)):
-        rng = seed_everything(args.seed)  # the same start contexts for both
+    policies: list[tuple[str, object, float]] = [
+        ("policy", learner.actor_critic, 1.0),
+        ("uniform random", learner.actor_critic, 1e6),
+    ]
+    tracker = None
+    if args.tracker:
+        tracker = BallTracker(_palette(cfg.env))
+        policies.append(("ball tracker", tracker, 1.0))
+    for name, policy, temperature in policies:
+        rng = seed_everything(args.seed)  # the same start contexts for all
         context = ac_sampler.sample(args.rollouts, rng)
-        rollout = imagine(
-            learner.world_model, learner.actor_critic, context, horizon, temperature=temperature
-        )
+        rollout = imagine(learner.world_model, policy, context, horizon, temperature=temperature)
         s = split_by_first_end(rollout.rewards.float(), rollout.continues.float())
         print(
             f"| {name} | {s['all']:.3f} | {s['before']:.3f} | {s['after']:.3f} "
             f"| {s['share_after']:.2f} |"
         )
+    if tracker is not None:
+        share = tracker.seen / max(tracker.frames, 1)
+        print(f"imagined frames where the tracker read both paddle and ball: {share:.2f}")
+        for name, real_policy in (("uniform random", None), ("ball tracker", tracker)):
+            mean = play(cfg.env, real_policy, args.episodes, args.seed)
+            print(f"real game, {name}: {mean:.2f} per episode over {args.episodes} episodes")
+
+
+def _palette(env_cfg: object) -> np.ndarray:
+    """The palette of the run's MinAtar rgb frames."""
+    from minatar_reconstruction import _minatar_wrapper
+    from seqrl.envs import make_env
+
+    wrapper = _minatar_wrapper(make_env(env_cfg))
+    if wrapper.render_kind != "rgb" or "Breakout" not in str(getattr(env_cfg, "id", "")):
+        raise ValueError("--tracker needs a MinAtar Breakout run drawn in rgb")
+    return wrapper._colours
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ Loads an ``iris`` run's last checkpoint and its replay buffer, draws windows of 
 over the ``--horizon`` steps after each window's start frame compares the real reward per step
 with three predictions, each fed the real actions:
 
-- teacher-forced: the GPT's expected reward sign (P(+1) - P(-1)) on the real frames' tokens;
+- teacher-forced: the GPT's expected reward sign (P(+1) - P(-1)) and 1 - P(end) on the real
+  frames' tokens (and, below the table, P(end) at the real ends against the other steps: does
+  the end head know when the ball is lost?);
 - open loop, sampled: imagination from the start frame's tokens, rewards and frames sampled as
   the actor-critic's rollouts are;
 - open loop, argmax: the same with the most likely tokens, reward and end.
@@ -72,12 +74,16 @@ def main() -> None:
         tokens = model.tokenizer.encode(model.tokenizer.frames(batch.observations))  # (B, H, K)
         x = dyn.embed(tokens, batch.actions)
         out = dyn.transformer(x, padding_mask=real.repeat_interleave(dyn.block, dim=1))
-        probs = dyn.reward_head(out.view(*real.shape, dyn.block, -1)[:, :, dyn.k]).softmax(-1)
+        at_action = out.view(*real.shape, dyn.block, -1)[:, :, dyn.k]
+        probs = dyn.reward_head(at_action).softmax(-1)
         forced = probs[..., 2] - probs[..., 0]  # expected sign
+        p_end = dyn.end_head(at_action).softmax(-1)[..., 1]  # (B, H)
         rows = [
             ("real", rewards[real].float().mean(), 1 - batch.terminals[real].float().mean()),
-            ("teacher-forced", forced[real].mean(), float("nan")),
+            ("teacher-forced", forced[real].mean(), 1 - p_end[real].mean()),
         ]
+        ends_real = batch.terminals.bool() & real
+        goes_on = ~batch.terminals.bool() & real
         for sampling, imagining in models.items():
             state = IRISState(tokens[:, 0])
             alive = torch.ones(args.windows, dtype=torch.bool)
@@ -95,6 +101,10 @@ def main() -> None:
     for name, reward, cont in rows:
         cont_s = "-" if np.isnan(float(cont)) else f"{float(cont):.3f}"
         print(f"| {name} | {float(reward):.4f} | {cont_s} |")
+    print(
+        f"teacher-forced P(end): {float(p_end[ends_real].mean()):.3f} at the real ends, "
+        f"{float(p_end[goes_on].mean()):.3f} at the other real steps"
+    )
 
 
 if __name__ == "__main__":

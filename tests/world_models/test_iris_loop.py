@@ -89,6 +89,7 @@ def test_minatar_run_is_killed_and_resumes_to_the_end(
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt", algo="iris")
     assert ckpt.step == killed_at and ckpt.extra["replay"] == f"replay-{killed_at}"
     assert ckpt.config["env"]["minatar"]["render"] == "rgb"
+    assert ckpt.config["env"]["minatar"]["palette"] == "bright"
     assert any(k.startswith("tokenizer.") for k in ckpt.state["world_model"])
     assert {"optimizer_tokenizer", "optimizer_world_model"} <= set(ckpt.state)
     before = {k: v.clone() for k, v in ckpt.state["world_model"].items()}
