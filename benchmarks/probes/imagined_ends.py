@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # minatar_reconstruction's cells
@@ -146,6 +147,11 @@ def main() -> None:
         "--tracker", action="store_true", help="add the ball tracker (MinAtar Breakout, rgb)"
     )
     parser.add_argument("--episodes", type=int, default=30, help="real episodes per policy")
+    parser.add_argument(
+        "--sampling",
+        choices=("sample", "argmax"),
+        help="iris: override how imagination picks tokens, rewards and ends (default: the run's)",
+    )
     args = parser.parse_args()
     if args.rollouts <= 0:
         parser.error("--rollouts: must be positive")
@@ -155,6 +161,10 @@ def main() -> None:
         raise ValueError(f"{args.run}: a {algo!r} run, not one of {', '.join(ALGOS)}")
     config_class, build_world_model = _agent(algo)
     cfg = from_dict(config_class, ckpt.config)
+    if args.sampling is not None:
+        if algo != "iris":
+            raise ValueError("--sampling applies to iris runs")
+        cfg = replace(cfg, world_model=replace(cfg.world_model, sampling=args.sampling))
     replay = ReplayBuffer.load(args.run / str(ckpt.extra["replay"]))
     learner = build_learner(
         cfg, replay.observation_space, replay.action_space, build_world_model, torch.device("cpu")
