@@ -30,17 +30,19 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # minatar_reconstruction's cells
-
 import numpy as np
 import torch
 from seqrl.agents.actor_critic import alive_weights
 from seqrl.checkpoint import load_checkpoint, load_state
 from seqrl.config import from_dict
 from seqrl.data import ReplayBuffer
+from seqrl.envs import make_env
 from seqrl.training import seed_everything
 from seqrl.world_models.imagination import imagine
 from seqrl.world_models.loop import build_learner, make_samplers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from minatar_reconstruction import cells, minatar_wrapper  # noqa: E402 (a sibling probe)
 
 ALGOS = ("iris", "twm")
 NOOP, LEFT, RIGHT = 0, 1, 2  # MinAtar/Breakout-v1's minimal action set: n, l, r
@@ -65,8 +67,6 @@ class BallTracker:
 
     def actions(self, frames: np.ndarray) -> np.ndarray:
         """``(B, S, S, 3)`` uint8 frames -> ``(B,)`` actions."""
-        from minatar_reconstruction import cells
-
         grid = cells(frames, self.palette)  # (B, 10, 10)
         out = np.full(len(grid), NOOP)
         for i, g in enumerate(grid):
@@ -88,8 +88,6 @@ class BallTracker:
 
 def play(env_cfg: object, policy: BallTracker | None, episodes: int, seed: int) -> float:
     """Mean real return of ``policy`` (None: uniform random) over ``episodes`` episodes."""
-    from seqrl.envs import make_env
-
     env = make_env(env_cfg)
     rng = np.random.default_rng(seed)
     returns = []
@@ -211,10 +209,7 @@ def main() -> None:
 
 def _palette(env_cfg: object) -> np.ndarray:
     """The palette of the run's MinAtar rgb frames."""
-    from minatar_reconstruction import _minatar_wrapper
-    from seqrl.envs import make_env
-
-    wrapper = _minatar_wrapper(make_env(env_cfg))
+    wrapper = minatar_wrapper(make_env(env_cfg))
     if wrapper.render_kind != "rgb" or "Breakout" not in str(getattr(env_cfg, "id", "")):
         raise ValueError("--tracker needs a MinAtar Breakout run drawn in rgb")
     return wrapper._colours

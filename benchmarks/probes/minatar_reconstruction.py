@@ -42,7 +42,7 @@ from seqrl.world_models.train_iris import IRISAgentConfig
 GRID = 10
 
 
-def _minatar_wrapper(env: object) -> MinAtarImage:
+def minatar_wrapper(env: object) -> MinAtarImage:
     """The MinAtarImage wrapper inside ``env``'s wrapper chain."""
     while not isinstance(env, MinAtarImage):
         if not hasattr(env, "env"):
@@ -134,7 +134,7 @@ def main() -> None:
     if not is_minatar(cfg.env.id):
         raise ValueError(f"{args.run}: env {cfg.env.id} is not a MinAtar game")
     env = make_env(cfg.env)
-    wrapper = _minatar_wrapper(env)
+    wrapper = minatar_wrapper(env)
     if wrapper._colours is None:
         raise ValueError(f"{args.run}: the env gives MinAtar states, not images")
     palette = wrapper._colours
