@@ -124,6 +124,10 @@ ATARI_PRESETS: dict[str, Callable[[], AtariConfig]] = {
 """Preset name -> Atari protocol of that paper."""
 
 
+MINATAR_PALETTES = ("minatar", "bright")
+"""Colour palettes of MinAtar's rgb frames (:mod:`seqrl.envs.minatar`)."""
+
+
 @dataclass
 class MinAtarConfig:
     """How MinAtar ids are built (ignored for other envs); see :mod:`seqrl.envs.minatar`."""
@@ -160,8 +164,14 @@ class MinAtarConfig:
             raise ConfigError(
                 f"minatar.sticky_action_prob must be in [0, 1], got {self.sticky_action_prob}"
             )
-        if self.palette not in ("minatar", "bright"):
-            raise ConfigError(f"minatar.palette must be minatar or bright, got {self.palette!r}")
+        check_palette(self.palette)
+
+
+def check_palette(palette: str) -> None:
+    """ConfigError (one line, naming ``minatar.palette``) unless ``palette`` is a known one."""
+    if palette not in MINATAR_PALETTES:
+        choices = " or ".join(MINATAR_PALETTES)
+        raise ConfigError(f"minatar.palette must be {choices}, got {palette!r}")
 
 
 @dataclass

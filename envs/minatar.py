@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from seqrl.envs.config import MinAtarConfig
-from seqrl.errors import ConfigError, SeqrlError, UsageError
+from seqrl.envs.config import MinAtarConfig, check_palette
+from seqrl.errors import SeqrlError, UsageError
 
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 """Games of MinAtar 1.0.15, as spelled in the gymnasium ids."""
@@ -113,8 +113,7 @@ class MinAtarImage(gym.ObservationWrapper):
         self._rows = np.arange(size) * height // size  # (size,)
         self._cols = np.arange(size) * width // size  # (size,)
         self._channel_ids = np.arange(1, channels + 1, dtype=np.int64)  # (C,)
-        if palette not in ("minatar", "bright"):
-            raise ConfigError(f"minatar.palette must be minatar or bright, got {palette!r}")
+        check_palette(palette)
         self._rgb = _palette("rgb", channels, palette)
         if render == "state":
             self._colours = None

@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from seqrl.agents.actor_critic import alive_weights
+from seqrl.agents.baselines import RandomAgent
 from seqrl.checkpoint import load_checkpoint, load_state
 from seqrl.config import from_dict
 from seqrl.data import ReplayBuffer
-from seqrl.envs import make_env
+from seqrl.envs import evaluate, make_env
 from seqrl.training import seed_everything
 from seqrl.world_models.imagination import imagine
 from seqrl.world_models.loop import build_learner, make_samplers
@@ -50,7 +51,9 @@ PADDLE, BALL = 1, 2  # cell codes of minatar_reconstruction.cells: channel + 1
 
 
 class BallTracker:
-    """A scripted Breakout policy with the actor-critic's ``burn_in`` / ``step`` interface.
+    """A scripted Breakout policy with the actor-critic's ``burn_in`` / ``step`` interface (in
+    imagination) and the :class:`~seqrl.protocols.Agent` one (``reset`` / ``act`` / ``observe``,
+    in the real game through :func:`seqrl.envs.evaluate`).
 
     Each frame ``(B, 3, S, S)`` in [0, 1] is read back as MinAtar's cells (nearest ``palette``
     colour); the paddle moves one column towards the ball (no-op when aligned or when either is
@@ -79,31 +82,21 @@ class BallTracker:
                 out[i] = LEFT if target < col else RIGHT if target > col else NOOP
         return out
 
+    def reset(self, num_envs: int) -> None:
+        """Nothing to remember between steps."""
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """``(N, S, S, 3)`` uint8 frames of the real game -> ``(N,)`` actions."""
+        return self.actions(observations)
+
+    def observe(self, rewards: np.ndarray, dones: np.ndarray) -> None:
+        """Nothing to remember."""
+
     def step(self, feature: torch.Tensor, state: None) -> tuple[torch.Tensor, None, None]:
         frames = (feature.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         logits = torch.full((len(frames), 3), -30.0)
         logits[torch.arange(len(frames)), torch.from_numpy(self.actions(frames))] = 30.0
         return logits, None, None
-
-
-def play(env_cfg: object, policy: BallTracker | None, episodes: int, seed: int) -> float:
-    """Mean real return of ``policy`` (None: uniform random) over ``episodes`` episodes."""
-    env = make_env(env_cfg)
-    rng = np.random.default_rng(seed)
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            if policy is None:
-                action = int(rng.integers(3))
-            else:
-                action = int(policy.actions(obs[None])[0])
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
 
 
 def _agent(algo: str) -> tuple[type, object]:
@@ -202,8 +195,13 @@ def main() -> None:
     if tracker is not None:
         share = tracker.seen / max(tracker.frames, 1)
         print(f"imagined frames where the tracker read both paddle and ball: {share:.2f}")
-        for name, real_policy in (("uniform random", None), ("ball tracker", tracker)):
-            mean = play(cfg.env, real_policy, args.episodes, args.seed)
+        real = (
+            ("uniform random", RandomAgent(replay.action_space, seed=args.seed)),
+            ("ball tracker", tracker),
+        )
+        for name, agent in real:
+            played = evaluate(agent, cfg.env, args.episodes, args.seed, normalization=None)
+            mean = float(played.returns.mean())
             print(f"real game, {name}: {mean:.2f} per episode over {args.episodes} episodes")
 
 
