@@ -46,12 +46,24 @@ class ComponentSchedule:
         },
     )
 
+    stop: int = field(
+        default=0,
+        metadata={
+            "help": "env steps after which it no longer updates, its weights frozen from then "
+            "on (0: never stops)"
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.start < 0 or self.ratio < 0 or self.pretrain < 0:
             raise ConfigError("start, ratio and pretrain must be >= 0")
+        if self.stop and self.stop <= self.start:
+            raise ConfigError(f"stop ({self.stop}) must be 0 (never) or above start ({self.start})")
 
     def due(self, env_steps: int) -> int:
         """Updates owed after ``env_steps`` collected steps."""
+        if self.stop:
+            env_steps = min(env_steps, self.stop)
         if env_steps < self.start:
             return 0
         return self.pretrain + math.floor((env_steps - self.start) * self.ratio + 1e-9)

@@ -8,16 +8,24 @@ the share of the real frames' cells of that object that the reconstruction draws
 and how many cells it draws as that object where the real frame has none. ``--image FILE`` also
 writes a PNG: real frames on the top row, reconstructions below.
 
-``--fresh N`` trains a new tokenizer of the run's configuration (``--reconstruction`` overrides
-its pixel loss) for N updates on the run's replay instead, and prints the same shares on held-out
-replay frames every ``--every`` updates (with the share of all cells read back right): which
-loss makes the tokenizer draw which object.
+``--fresh N`` trains a new tokenizer of the run's configuration (``--reconstruction``,
+``--vocab`` and ``--restart`` override its pixel loss, codebook size and dead-code restarts) for
+N updates on the run's replay instead, and prints the same shares on held-out replay frames every
+``--every`` updates (with the share of all cells read back right): which loss makes the tokenizer
+draw which object.
+
+Both modes also print how stable the tokens are, on pairs of consecutive replay frames: the
+share of the 16 x 16-pixel patches whose pixels do not change from one frame to the next, and
+the share of those whose token does not change either. A GPT can copy a kept token; a token that
+flips while its patch stays the same is one it must learn to predict from the rest of the frame.
 
 A diagnostic, not a peer benchmark: docs/iris.md (MinAtar section) quotes its output::
 
     python benchmarks/probes/minatar_reconstruction.py runs/t7/iris-minatar-seed1
     python benchmarks/probes/minatar_reconstruction.py runs/t7/iris-minatar-seed1 \\
         --fresh 1500 --reconstruction mse
+    python benchmarks/probes/minatar_reconstruction.py runs/t11/iris-minatar-seed0 \\
+        --fresh 1000 --restart 0
 """
 
 from __future__ import annotations
@@ -83,10 +91,26 @@ def reconstruct(model: torch.nn.Module, real: torch.Tensor) -> np.ndarray:
     return (recon.numpy() * 255.0).round().clip(0, 255).astype(np.uint8)
 
 
+def token_stability(model: torch.nn.Module, pairs: torch.Tensor) -> tuple[float, float]:
+    """On ``pairs`` of consecutive observations ``(N, 2, ...)``: the share of token patches
+    whose pixels do not change, and the share of those whose token does not change either."""
+    tok = model.tokenizer
+    with torch.no_grad():
+        frames = tok.frames(pairs)  # (N, 2, C, 64, 64)
+        tokens = tok.encode(frames)  # (N, 2, K)
+    g = tok.grid
+    size = frames.shape[-1] // g
+    moved = (frames[:, 1] - frames[:, 0]).abs().amax(1)  # (N, 64, 64)
+    still = moved.view(-1, g, size, g, size).amax((2, 4)).flatten(1) == 0  # (N, K)
+    kept = tokens[:, 1] == tokens[:, 0]
+    return float(still.float().mean()), float(kept[still].float().mean())
+
+
 def train_fresh(
     model: torch.nn.Module,
     replay: ReplayBuffer,
     real: torch.Tensor,
+    pairs: torch.Tensor,
     palette: np.ndarray,
     names: list[tuple[str, int]],
     args: argparse.Namespace,
@@ -98,8 +122,9 @@ def train_fresh(
     sampler = SequenceSampler(replay, seq_len=1, burn_in=0)
     rng = seed_everything(args.seed + 1)
     want = cells(real.numpy(), palette)
-    print(f"| updates | L1 | cells right | {' | '.join(n for n, _ in names)} |")
-    print("|---|---|---|" + "---|" * len(names))
+    header = " | ".join(n for n, _ in names)
+    print(f"| updates | L1 | cells right | {header} | codes used | tokens kept on still patches |")
+    print("|---|---|---|" + "---|" * (len(names) + 2))
     start = time.perf_counter()
     tok.train()
     for i in range(1, args.fresh + 1):
@@ -108,10 +133,15 @@ def train_fresh(
         if i % args.every == 0 or i == args.fresh:
             model.eval()
             got = cells(reconstruct(model, real), palette)
+            _, kept = token_stability(model, pairs)
             tok.train()
             drawn = " | ".join(f"{d:.2f}" for _, _, d, _ in shares(got, want, names))
             right = float((got == want).mean())
-            print(f"| {i} | {metrics['l1']:.4f} | {right:.3f} | {drawn} |", flush=True)
+            used = metrics["codebook_used"]
+            print(
+                f"| {i} | {metrics['l1']:.4f} | {right:.3f} | {drawn} | {used:.2f} | {kept:.2f} |",
+                flush=True,
+            )
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
@@ -123,12 +153,22 @@ def main() -> None:
     parser.add_argument("--image", type=Path, help="write 8 real / reconstructed pairs as a PNG")
     parser.add_argument("--fresh", type=int, default=0, help="train a new tokenizer N updates")
     parser.add_argument("--reconstruction", choices=("l1", "mse"), help="with --fresh")
+    parser.add_argument("--vocab", type=int, help="with --fresh: codebook size")
+    parser.add_argument(
+        "--restart", type=int, help="with --fresh: restart_dead_codes (0: no restarts)"
+    )
     parser.add_argument("--every", type=int, default=250, help="with --fresh: report interval")
     args = parser.parse_args()
     if args.frames <= 0 or args.fresh < 0 or args.every <= 0:
         parser.error("--frames and --every must be positive, --fresh not negative")
-    if args.reconstruction and not args.fresh:
-        parser.error("--reconstruction: only with --fresh")
+    overrides = {
+        "reconstruction": args.reconstruction,
+        "vocab_size": args.vocab,
+        "restart_dead_codes": args.restart,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides and not args.fresh:
+        parser.error("--reconstruction, --vocab and --restart: only with --fresh")
     ckpt = load_checkpoint(args.run, algo="iris")
     cfg = from_dict(IRISAgentConfig, ckpt.config)
     if not is_minatar(cfg.env.id):
@@ -142,22 +182,25 @@ def main() -> None:
     env.close()
     replay = ReplayBuffer.load(args.run / str(ckpt.extra["replay"]))
     wm_cfg = cfg.world_model
-    if args.reconstruction:
-        wm_cfg = replace(
-            wm_cfg, tokenizer=replace(wm_cfg.tokenizer, reconstruction=args.reconstruction)
-        )
+    if overrides:
+        wm_cfg = replace(wm_cfg, tokenizer=replace(wm_cfg.tokenizer, **overrides))
     torch.manual_seed(args.seed)
     model = build_world_model(wm_cfg, replay.observation_space, replay.action_space)
     batch = SequenceSampler(replay, seq_len=1, burn_in=0).sample(
         args.frames, np.random.default_rng(args.seed)
     )
     real = batch.observations[:, 0]
+    pairs = (
+        SequenceSampler(replay, seq_len=2, burn_in=0)
+        .sample(args.frames, np.random.default_rng(args.seed + 2))
+        .observations
+    )
     if args.fresh:
         print(
             f"{args.run}: a new tokenizer ({wm_cfg.tokenizer.reconstruction} loss) trained on "
             f"the replay; shares of each object's cells drawn, on {args.frames} replay frames"
         )
-        train_fresh(model, replay, real, palette, names, args)
+        train_fresh(model, replay, real, pairs, palette, names, args)
         return
     load_state(model, ckpt.state["world_model"], what="world model", path=ckpt.path)
     model.eval()
@@ -175,6 +218,11 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, count, drawn, spurious in shares(got, want, names):
         print(f"| {name} | {count} | {drawn:.2f} | {spurious} |")
+    still, kept = token_stability(model, pairs)
+    print(
+        f"patches whose pixels do not change between consecutive frames: {still:.2f}; "
+        f"their tokens kept: {kept:.2f}"
+    )
     if args.image is not None:
         import imageio.v3 as iio
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from seqrl.checkpoint import load_checkpoint
 from seqrl.cli import main
+from seqrl.config import ConfigError
 from seqrl.data import load_dataset
 from seqrl.world_models import loop as loop_module
 from seqrl.world_models.loop import ComponentSchedule
@@ -31,6 +32,13 @@ def test_schedule_counts_updates() -> None:
     assert [s.due(n) for n in (0, 99, 100, 101, 102, 110)] == [0, 0, 7, 7, 8, 12]
     assert ComponentSchedule(start=0, ratio=1 / 0.76).due(76) == 100
     assert ComponentSchedule(start=5, ratio=0.0, pretrain=0).due(1000) == 0
+    stops = ComponentSchedule(start=100, ratio=0.5, pretrain=7, stop=120)
+    assert [stops.due(n) for n in (99, 110, 120, 121, 5000)] == [0, 12, 17, 17, 17]
+
+
+def test_schedule_stop_must_follow_start() -> None:
+    with pytest.raises(ConfigError, match="stop"):
+        ComponentSchedule(start=100, stop=100)
 
 
 def run_cli(run_dir: Path, *extra: str) -> int:
@@ -48,6 +56,7 @@ def test_cartpole_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "--world_model_train.start=100",
         "--world_model_train.pretrain=5",
         "--actor_critic_train.start=150",
+        "--actor_critic_train.stop=250",
         "--eval.every=200",
         *TINY,
     )
@@ -56,8 +65,9 @@ def test_cartpole_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "final return" in out and str(run) in out
     result = json.loads((run / "result.json").read_text())
     # world model: 5 pretraining updates at step 100, then 0.5 per step; actor-critic from 150
+    # to its stop at 250
     assert result["env_steps"] == 300
-    assert result["updates"] == {"world_model": 5 + 100, "actor_critic": 75}
+    assert result["updates"] == {"world_model": 5 + 100, "actor_critic": 50}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r["step"] for r in rows if "eval/return" in r]
     assert evals == [200, 300]
