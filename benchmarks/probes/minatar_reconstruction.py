@@ -9,7 +9,8 @@ and how many cells it draws as that object where the real frame has none. ``--im
 writes a PNG: real frames on the top row, reconstructions below.
 
 ``--fresh N`` trains a new tokenizer of the run's configuration (``--reconstruction``,
-``--vocab`` and ``--restart`` override its pixel loss, codebook size and dead-code restarts) for
+``--vocab``, ``--restart`` and ``--encoder-scope`` override its pixel loss, codebook size,
+dead-code restarts and encoder scope) for
 N updates on the run's replay instead, and prints the same shares on held-out replay frames every
 ``--every`` updates (with the share of all cells read back right): which loss makes the tokenizer
 draw which object.
@@ -157,6 +158,9 @@ def main() -> None:
     parser.add_argument(
         "--restart", type=int, help="with --fresh: restart_dead_codes (0: no restarts)"
     )
+    parser.add_argument(
+        "--encoder-scope", choices=("frame", "patch"), help="with --fresh: encoder_scope"
+    )
     parser.add_argument("--every", type=int, default=250, help="with --fresh: report interval")
     args = parser.parse_args()
     if args.frames <= 0 or args.fresh < 0 or args.every <= 0:
@@ -165,10 +169,11 @@ def main() -> None:
         "reconstruction": args.reconstruction,
         "vocab_size": args.vocab,
         "restart_dead_codes": args.restart,
+        "encoder_scope": args.encoder_scope,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides and not args.fresh:
-        parser.error("--reconstruction, --vocab and --restart: only with --fresh")
+        parser.error("--reconstruction, --vocab, --restart, --encoder-scope: only with --fresh")
     ckpt = load_checkpoint(args.run, algo="iris")
     cfg = from_dict(IRISAgentConfig, ckpt.config)
     if not is_minatar(cfg.env.id):

@@ -130,6 +130,34 @@ def test_tokenizer_maps_frames_to_a_4x4_grid_of_tokens() -> None:
     assert model.tokenizer.decode(tokens).shape == (2, 3, 3, 64, 64)
 
 
+@pytest.mark.parametrize("scope", ["frame", "patch"])
+def test_encoder_scope_patch_keeps_the_tokens_of_unchanged_patches(scope: str) -> None:
+    """``encoder_scope=patch``: a token's encoding depends on its own 16x16 patch only, so
+    changing one patch changes no other patch's encoder output; the paper's whole-frame encoder
+    lets it reach its neighbours."""
+    tok_cfg = dataclasses.replace(tiny_config().tokenizer, encoder_scope=scope)
+    model = tiny_model(tokenizer=tok_cfg).eval()
+    frames = model.tokenizer.frames(blocks_frames(2, 1))[:, 0]
+    changed = frames.clone()
+    changed[:, :, 16:32, 32:48] = torch.rand(
+        2, 3, 16, 16, generator=torch.Generator().manual_seed(3)
+    )
+    with torch.no_grad():
+        z, _, _ = model.tokenizer._quantise(frames)
+        z2, _, _ = model.tokenizer._quantise(changed)
+    assert z.shape == (2, 16, 4, 4)
+    moved = (z2 - z).abs().amax(dim=(0, 1)) > 0  # (4, 4): patch (row 1, column 2) changed
+    assert moved[1, 2]
+    others = moved.clone()
+    others[1, 2] = False
+    assert bool(others.any()) == (scope == "frame")
+    # trains end to end: the loss has gradients for the encoder
+    model.train()
+    out = model.tokenizer.loss(make_batch(b=2, t=1))
+    out.total.backward()
+    assert model.tokenizer.encoder[0].weight.grad.abs().sum() > 0
+
+
 def test_tokens_are_float32_nearest_codes_under_bf16_autocast() -> None:
     """Under CPU bf16 autocast (``--loop.precision bf16``) ``encode`` gives the float32 tokens
     (the GPT's targets must be those imagination and acting see), and the tokenizer's own
