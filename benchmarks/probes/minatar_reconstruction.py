@@ -19,6 +19,9 @@ Both modes also print how stable the tokens are, on pairs of consecutive replay 
 share of the 16 x 16-pixel patches whose pixels do not change from one frame to the next, and
 the share of those whose token does not change either. A GPT can copy a kept token; a token that
 flips while its patch stays the same is one it must learn to predict from the rest of the frame.
+With ``--fresh`` the table also gives the share of the held-out frames' tokens that are the same
+as at the previous report: a GPT trained beside the tokenizer learns targets that move by that
+much.
 
 A diagnostic, not a peer benchmark: docs/iris.md (MinAtar section) quotes its output::
 
@@ -124,8 +127,13 @@ def train_fresh(
     rng = seed_everything(args.seed + 1)
     want = cells(real.numpy(), palette)
     header = " | ".join(n for n, _ in names)
-    print(f"| updates | L1 | cells right | {header} | codes used | tokens kept on still patches |")
-    print("|---|---|---|" + "---|" * (len(names) + 2))
+    print(
+        f"| updates | L1 | cells right | {header} | codes used | tokens kept on still patches "
+        "| tokens kept since the last report |"
+    )
+    print("|---|---|---|" + "---|" * (len(names) + 3))
+    frames = tok.frames(real)
+    last = None
     start = time.perf_counter()
     tok.train()
     for i in range(1, args.fresh + 1):
@@ -135,12 +143,16 @@ def train_fresh(
             model.eval()
             got = cells(reconstruct(model, real), palette)
             _, kept = token_stability(model, pairs)
+            tokens = tok.encode(frames)
+            since = "-" if last is None else f"{float((tokens == last).float().mean()):.2f}"
+            last = tokens
             tok.train()
             drawn = " | ".join(f"{d:.2f}" for _, _, d, _ in shares(got, want, names))
             right = float((got == want).mean())
             used = metrics["codebook_used"]
             print(
-                f"| {i} | {metrics['l1']:.4f} | {right:.3f} | {drawn} | {used:.2f} | {kept:.2f} |",
+                f"| {i} | {metrics['l1']:.4f} | {right:.3f} | {drawn} | {used:.2f} | {kept:.2f} "
+                f"| {since} |",
                 flush=True,
             )
     print(f"({time.perf_counter() - start:.0f} s)")
