@@ -591,7 +591,7 @@ def measure(s: Setup, args: argparse.Namespace, amp: torch.dtype | None) -> dict
     """All measurements of one setup: per-iteration seconds by row, and the update counts."""
     rng = np.random.default_rng(args.seed)
     res: dict[str, Any] = {"rows": {}, "counts": {}}
-    steps = s.cfg.collect.steps
+    steps = s.cfg.collect.steps + s.cfg.collect.train_only  # the schedules' last step
     s.batch_sizes = {n: args.wm_batch or spec.batch_size for n, spec in s.specs.items()}
     for name in s.components:
         schedule = getattr(s.cfg, f"{name}_train")
@@ -629,7 +629,7 @@ def measure(s: Setup, args: argparse.Namespace, amp: torch.dtype | None) -> dict
         s, args.warmup, args.acting_steps, amp, args.seed
     )
     said(s, "acting", res["rows"]["acting (agent step, 1 env, no emulator)"])
-    res["counts"]["acting (agent step, 1 env, no emulator)"] = steps
+    res["counts"]["acting (agent step, 1 env, no emulator)"] = s.cfg.collect.steps
     return res
 
 
@@ -880,7 +880,9 @@ def main() -> None:
         iris_note
         if len(setups) == 1
         else "IRIS measured with its `iris-atari100k` preset"
-        + (" and `world_model.compile` (torch.compile)." if args.iris_compile else "."),
+        + (" and `world_model.compile` (torch.compile)" if args.iris_compile else "")
+        + "; its counts include the paper's 100 training-only epochs after the 100k steps "
+        "(`collect.train_only`).",
     ]
     if iris_decoding is not None:
         notes += [

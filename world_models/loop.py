@@ -85,10 +85,20 @@ class CollectConfig:
         metadata={"help": "world-model batches: uniform, or TWM's softmax(-visits / T)"},
     )
     visit_temperature: float = field(default=20.0, metadata={"help": "T of visits sampling"})
+    train_only: int = field(
+        default=0,
+        metadata={
+            "help": "schedule steps after collect.steps in which every component keeps its "
+            "schedule on the final replay without collecting (IRIS's last 100 epochs: 20000)"
+        },
+    )
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.prefill < 0 or self.chunk < 1:
-            raise ConfigError("need collect.steps >= 1, collect.prefill >= 0, collect.chunk >= 1")
+        if self.steps < 1 or self.prefill < 0 or self.chunk < 1 or self.train_only < 0:
+            raise ConfigError(
+                "need collect.steps >= 1, collect.prefill >= 0, collect.chunk >= 1, "
+                "collect.train_only >= 0"
+            )
 
 
 @dataclass
@@ -268,7 +278,9 @@ def train_world_model_agent(
         env_id=cfg.env.id,
     )
     updates = {name: 0 for name in [*components, "actor_critic"]}
-    env_steps = 0
+    # env_steps: steps collected; clock: the schedules' step, which runs on after collect.steps
+    # for collect.train_only more steps without collecting
+    env_steps = clock = 0
     train_returns: list[float] = []
     replay_dir = None
     cpu_before = wall_before = 0.0  # CPU and wall seconds of earlier legs of a resumed run
@@ -288,6 +300,7 @@ def train_world_model_agent(
             raise CheckpointError(f"{ckpt.path}: optimizer state does not match ({exc})") from None
         restore_rng(ckpt.rng, {"sampler": rng})
         env_steps = ckpt.step
+        clock = int(ckpt.extra.get("clock", env_steps))
         updates.update(ckpt.extra["updates"])
         train_returns = list(ckpt.extra.get("train_returns", []))
         cpu_before = float(ckpt.extra.get("cpu_s", 0.0))
@@ -361,6 +374,7 @@ def train_world_model_agent(
             extra={
                 "replay": new_dir.name,
                 "updates": updates,
+                "clock": clock,
                 "train_returns": train_returns[-1000:],
                 "observation_space_shape": list(obs_space.shape or ()),
                 "num_actions": int(world_model.num_actions),
@@ -375,34 +389,40 @@ def train_world_model_agent(
         replay_dir = new_dir
 
     total = cfg.collect.steps
-    bar = progress(total=total, initial=env_steps, desc=f"train {algo}", quiet=quiet, unit="step")
-    last_log, last_eval, last_ckpt = env_steps, env_steps, env_steps
+    end = total + cfg.collect.train_only
+    bar = progress(total=end, initial=clock, desc=f"train {algo}", quiet=quiet, unit="step")
+    last_log, last_eval, last_ckpt = clock, clock, clock
     tick = time.perf_counter()
     tick_steps = env_steps
     metrics: dict[str, dict[str, float]] = {}
-    with Logger(run, resume_step=env_steps if resume else None) as logger:
-        while env_steps < total:
-            acting = random_agent if env_steps < cfg.collect.prefill else agent
-            chunk = min(cfg.collect.chunk, total - env_steps)
-            if acting is random_agent:
-                chunk = min(chunk, max(cfg.collect.prefill - env_steps, 1))
-            was_training = actor_critic.training
-            actor_critic.eval()
-            world_model.eval()
-            ended = collector.collect(acting, chunk, replay.add)
-            world_model.train(was_training)
-            actor_critic.train(was_training)
-            bar.update(collector.steps + offset - env_steps)
-            env_steps = collector.steps + offset
-            for episode_return, length in ended:
-                train_returns.append(episode_return)
-                logger.log(
-                    env_steps,
-                    {"train/episode_return": episode_return, "train/episode_length": length},
-                )
+    with Logger(run, resume_step=clock if resume else None) as logger:
+        while clock < end:
+            if env_steps < total:
+                acting = random_agent if env_steps < cfg.collect.prefill else agent
+                chunk = min(cfg.collect.chunk, total - env_steps)
+                if acting is random_agent:
+                    chunk = min(chunk, max(cfg.collect.prefill - env_steps, 1))
+                was_training = actor_critic.training
+                actor_critic.eval()
+                world_model.eval()
+                ended = collector.collect(acting, chunk, replay.add)
+                world_model.train(was_training)
+                actor_critic.train(was_training)
+                env_steps = collector.steps + offset
+                for episode_return, length in ended:
+                    train_returns.append(episode_return)
+                    logger.log(
+                        env_steps,
+                        {"train/episode_return": episode_return, "train/episode_length": length},
+                    )
+                next_clock = max(env_steps, clock)  # a resumed run with a raised budget
+            else:  # collect.train_only: the schedules go on without collecting
+                next_clock = min(clock + cfg.collect.chunk, end)
+            bar.update(next_clock - clock)
+            clock = next_clock
 
             for name, module in components.items():
-                while updates[name] < schedules[name].due(env_steps):
+                while updates[name] < schedules[name].due(clock):
                     batch = wm_samplers[name].sample(specs[name].batch_size, rng).to(device)
                     pretraining = updates[name] < schedules[name].pretrain
                     loss_fn = (
@@ -418,7 +438,7 @@ def train_world_model_agent(
                         amp_dtype=amp_dtype,
                     )
                     updates[name] += 1
-            while updates["actor_critic"] < cfg.actor_critic_train.due(env_steps):
+            while updates["actor_critic"] < cfg.actor_critic_train.due(clock):
                 context = ac_sampler.sample(ac_cfg.batch_size, rng).to(device)
                 rollout = imagine(world_model, actor_critic, context, ac_cfg.horizon)
                 metrics["actor_critic"] = update(
@@ -427,25 +447,25 @@ def train_world_model_agent(
                 actor_critic.after_update()
                 updates["actor_critic"] += 1
 
-            if env_steps - last_log >= cfg.loop.log_every or env_steps >= total:
+            if clock - last_log >= cfg.loop.log_every or clock >= end:
                 now = time.perf_counter()
                 scalars = {
                     f"train/{name}/{k}": v for name, m in metrics.items() for k, v in m.items()
                 }
                 scalars.update({f"perf/updates_{n}": float(u) for n, u in updates.items()})
                 scalars["perf/env_steps_per_s"] = (env_steps - tick_steps) / max(now - tick, 1e-9)
-                logger.log(env_steps, scalars)
-                tick, tick_steps, last_log = now, env_steps, env_steps
+                logger.log(clock, scalars)
+                tick, tick_steps, last_log = now, env_steps, clock
                 if train_returns:
                     bar.set_postfix(ret=f"{np.mean(train_returns[-10:]):.1f}")
-            if cfg.eval.every and env_steps - last_eval >= cfg.eval.every and env_steps < total:
-                evaluation(cfg.eval.episodes, logger, env_steps)
-                last_eval = env_steps
-            if env_steps - last_ckpt >= cfg.loop.checkpoint_every or env_steps >= total:
+            if cfg.eval.every and clock - last_eval >= cfg.eval.every and clock < end:
+                evaluation(cfg.eval.episodes, logger, clock)
+                last_eval = clock
+            if clock - last_ckpt >= cfg.loop.checkpoint_every or clock >= end:
                 save()
-                last_ckpt = env_steps
+                last_ckpt = clock
         bar.close()
-        final = evaluation(cfg.eval.final_episodes, logger, env_steps)
+        final = evaluation(cfg.eval.final_episodes, logger, clock)
         logger.flush()
     collector.close()
     replay.close_episodes()  # the episodes still running at the end count, truncated

@@ -62,6 +62,7 @@ def iris_atari100k() -> IRISAgentConfig:
 
     IRIS trains each component for 200 steps after collecting each 200-step epoch, from the epoch
     after ``start_after_epochs``: a schedule with ``start = start_after_epochs * 200`` and ratio 1.
+    It runs 600 epochs and collects in the first 500: ``collect.train_only`` = 100 epochs.
     """
     from seqrl.world_models.iris import iris_atari100k as model
 
@@ -74,6 +75,7 @@ def iris_atari100k() -> IRISAgentConfig:
         actor_critic_train=ComponentSchedule(start=50 * EPOCH, ratio=1.0),
         collect=CollectConfig(
             steps=500 * EPOCH,
+            train_only=100 * EPOCH,
             prefill=0,
             chunk=EPOCH,
             epsilon=0.01,
@@ -105,17 +107,21 @@ def iris_minatar() -> IRISAgentConfig:
             batch_size=16,
             horizon=10,
             burn_in=4,
+            actor_lr=3e-4,
+            critic_lr=1e-3,
             # MinAtar episodes last about 10 steps: no learning from imagined steps past an end
             loss_weights="discounts",
         ),
-        tokenizer_train=ComponentSchedule(start=1000, ratio=0.1),
-        world_model_train=ComponentSchedule(start=1500, ratio=0.1),
-        actor_critic_train=ComponentSchedule(start=2000, ratio=0.05),
+        # the tokenizer trains alone, then is frozen: the GPT learns tokens that no longer move
+        # (restarted dead codes change the background's token every few batches, docs/iris.md)
+        tokenizer_train=ComponentSchedule(start=1000, ratio=1.0, stop=2000),
+        world_model_train=ComponentSchedule(start=2000, ratio=0.75),
+        actor_critic_train=ComponentSchedule(start=3500, ratio=0.5),
         collect=CollectConfig(
-            steps=5000, prefill=1000, chunk=100, epsilon=0.01, sampling="uniform"
+            steps=7000, prefill=1000, chunk=100, epsilon=0.01, sampling="uniform"
         ),
-        eval=WMEvalConfig(every=2500, episodes=5, final_episodes=20, temperature=0.5),
-        loop=WMLoopConfig(log_every=500, checkpoint_every=2500, device="cpu"),
+        eval=WMEvalConfig(every=1000, episodes=10, final_episodes=30, temperature=0.5),
+        loop=WMLoopConfig(log_every=500, checkpoint_every=2500, device="cpu", precision="bf16"),
     )
 
 

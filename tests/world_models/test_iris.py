@@ -563,6 +563,11 @@ def test_atari100k_preset_matches_the_cited_table() -> None:
     for name, epochs in (("tokenizer", 5), ("world_model", 25), ("actor_critic", 50)):
         schedule = getattr(cfg, f"{name}_train")
         assert schedule.due(200 * epochs) == 0 and schedule.due(200 * (epochs + 1)) == 200
+    # 600 epochs, the last 100 without collecting: 119k / 115k / 110k updates
+    end = cfg.collect.steps + cfg.collect.train_only
+    assert (cfg.collect.steps, end) == (500 * 200, 600 * 200)
+    updates = [cfg.tokenizer_train, cfg.world_model_train, cfg.actor_critic_train]
+    assert [s.due(end) for s in updates] == [119_000, 115_000, 110_000]
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -13,6 +13,7 @@ import torch
 from seqrl.checkpoint import load_checkpoint
 from seqrl.cli import main
 from seqrl.world_models import loop as loop_module
+from seqrl.world_models.train_iris import PRESETS
 
 SCALED_DOWN = [
     "--preset",
@@ -46,6 +47,7 @@ SCALED_DOWN = [
     "--eval.final_episodes=1",
     "--loop.log_every=40",
     "--loop.checkpoint_every=80",
+    "--loop.precision=fp32",
 ]
 
 
@@ -90,6 +92,10 @@ def test_minatar_run_is_killed_and_resumes_to_the_end(
     assert ckpt.step == killed_at and ckpt.extra["replay"] == f"replay-{killed_at}"
     assert ckpt.config["env"]["minatar"]["render"] == "rgb"
     assert ckpt.config["env"]["minatar"]["palette"] == "bright"
+    # the preset's tokenizer encodes patches and is frozen before the GPT starts
+    assert ckpt.config["world_model"]["tokenizer"]["encoder_scope"] == "patch"
+    preset = PRESETS["iris-minatar"]()
+    assert 0 < preset.tokenizer_train.stop <= preset.world_model_train.start
     assert any(k.startswith("tokenizer.") for k in ckpt.state["world_model"])
     assert {"optimizer_tokenizer", "optimizer_world_model"} <= set(ckpt.state)
     before = {k: v.clone() for k, v in ckpt.state["world_model"].items()}

@@ -57,6 +57,7 @@ def test_cartpole_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         "--world_model_train.pretrain=5",
         "--actor_critic_train.start=150",
         "--actor_critic_train.stop=250",
+        "--collect.train_only=60",
         "--eval.every=200",
         *TINY,
     )
@@ -64,13 +65,14 @@ def test_cartpole_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "final return" in out and str(run) in out
     result = json.loads((run / "result.json").read_text())
-    # world model: 5 pretraining updates at step 100, then 0.5 per step; actor-critic from 150
-    # to its stop at 250
+    # world model: 5 pretraining updates at step 100, then 0.5 per step, on through the 60
+    # train-only steps after the 300 collected; actor-critic from 150 to its stop at 250
     assert result["env_steps"] == 300
-    assert result["updates"] == {"world_model": 5 + 100, "actor_critic": 50}
+    assert result["updates"] == {"world_model": 5 + 130, "actor_critic": 50}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r["step"] for r in rows if "eval/return" in r]
-    assert evals == [200, 300]
+    assert evals == [200, 360]
+    assert max(r["step"] for r in rows if "train/episode_return" in r) <= 300
     assert any("train/actor_critic/actor_loss" in r for r in rows)
     assert any("train/world_model/z_ce" in r for r in rows)
     # the run's experience is a dataset the data layer reads
@@ -79,6 +81,7 @@ def test_cartpole_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert dataset.num_steps <= 300 and len(dataset) >= 5
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt", algo="twm")
     assert ckpt.step == 300 and (run / ckpt.extra["replay"]).is_dir()
+    assert ckpt.extra["clock"] == 360
 
 
 class Killed(BaseException):
@@ -146,6 +149,49 @@ def test_kill_and_resume_continues_from_the_checkpoint(
     result = json.loads((run / "result.json").read_text())
     assert result["env_steps"] == 360 and result["updates"]["world_model"] == schedule.due(360)
     assert json.loads((run / "config.json").read_text())["collect"]["steps"] == 360
+
+
+def test_killed_in_the_train_only_steps_resumes_without_collecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``collect.train_only``: after the collected steps the schedules run on; a run killed
+    there resumes at its schedule step (the checkpoint's ``clock``), not its env step."""
+    run = tmp_path / "run"
+    args = [
+        "--preset",
+        "twm-cartpole",
+        "--collect.steps=200",
+        "--collect.prefill=60",
+        "--collect.train_only=200",
+        "--world_model_train.start=60",
+        "--world_model_train.pretrain=0",
+        "--actor_critic_train.start=60",
+        "--eval.every=0",
+        "--loop.checkpoint_every=100",
+        *TINY,
+    ]
+    saves = []
+    real_save = loop_module.save_checkpoint
+
+    def save_then_die(path, **kwargs):  # dies after its third checkpoint: schedule step 300
+        real_save(path, **kwargs)
+        saves.append((kwargs["step"], kwargs["extra"]["clock"]))
+        if len(saves) == 3:
+            raise Killed
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_cli(run, *args)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    assert saves == [(100, 100), (200, 200), (200, 300)]
+    assert run_cli(run, "--resume") == 0
+    result = json.loads((run / "result.json").read_text())
+    schedule = ComponentSchedule(start=60, ratio=0.5)
+    assert result["env_steps"] == 200
+    assert result["updates"]["world_model"] == schedule.due(400) == 170
+    assert load_dataset(str(run / "dataset")).num_steps <= 200
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 400
 
 
 def test_resume_needs_run_dir_and_bad_key_is_usage_error(
