@@ -88,6 +88,27 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing after it runs."""
 
 
+def run_killed_after_saves(
+    run: Path, args: list[str], saves: int, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[int, int]]:
+    """Run ``args`` in ``run``, dying right after the ``saves``-th checkpoint is written;
+    returns each checkpoint's (env step, schedule step)."""
+    saved: list[tuple[int, int]] = []
+    real_save = loop_module.save_checkpoint
+
+    def save_then_die(path, **kwargs):
+        real_save(path, **kwargs)
+        saved.append((kwargs["step"], kwargs["extra"]["clock"]))
+        if len(saved) == saves:
+            raise Killed
+
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run_cli(run, *args)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
+    return saved
+
+
 def test_kill_and_resume_continues_from_the_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,20 +125,7 @@ def test_kill_and_resume_continues_from_the_checkpoint(
         "--loop.checkpoint_every=100",
         *TINY,
     ]
-    saves = []
-    real_save = loop_module.save_checkpoint
-
-    def save_then_die(path, **kwargs):  # the process dies right after its second checkpoint
-        real_save(path, **kwargs)
-        saves.append(kwargs["step"])
-        if len(saves) == 2:
-            raise Killed
-
-    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        run_cli(run, *args)
-    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
-    killed_at = saves[-1]
+    killed_at = run_killed_after_saves(run, args, 2, monkeypatch)[-1][0]
     assert 200 <= killed_at < 300
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     # killed between writing the checkpoint and removing the older replay: the checkpoint names
@@ -170,20 +178,8 @@ def test_killed_in_the_train_only_steps_resumes_without_collecting(
         "--loop.checkpoint_every=100",
         *TINY,
     ]
-    saves = []
-    real_save = loop_module.save_checkpoint
-
-    def save_then_die(path, **kwargs):  # dies after its third checkpoint: schedule step 300
-        real_save(path, **kwargs)
-        saves.append((kwargs["step"], kwargs["extra"]["clock"]))
-        if len(saves) == 3:
-            raise Killed
-
-    monkeypatch.setattr(loop_module, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        run_cli(run, *args)
-    monkeypatch.setattr(loop_module, "save_checkpoint", real_save)
-    assert saves == [(100, 100), (200, 200), (200, 300)]
+    # killed after its third checkpoint, at schedule step 300
+    assert run_killed_after_saves(run, args, 3, monkeypatch) == [(100, 100), (200, 200), (200, 300)]
     assert run_cli(run, "--resume") == 0
     result = json.loads((run / "result.json").read_text())
     schedule = ComponentSchedule(start=60, ratio=0.5)
