@@ -61,7 +61,8 @@ class ComponentSchedule:
             raise ConfigError(f"stop ({self.stop}) must be 0 (never) or above start ({self.start})")
 
     def due(self, env_steps: int) -> int:
-        """Updates owed after ``env_steps`` collected steps."""
+        """Updates owed at schedule step ``env_steps``: the env steps collected, then on
+        through ``collect.train_only`` steps without collecting."""
         if self.stop:
             env_steps = min(env_steps, self.stop)
         if env_steps < self.start:
@@ -409,13 +410,14 @@ def train_world_model_agent(
                 world_model.train(was_training)
                 actor_critic.train(was_training)
                 env_steps = collector.steps + offset
+                # ahead of env_steps only in a finished train_only run resumed with more steps
+                next_clock = max(env_steps, clock)
                 for episode_return, length in ended:
                     train_returns.append(episode_return)
                     logger.log(
-                        env_steps,
+                        next_clock,
                         {"train/episode_return": episode_return, "train/episode_length": length},
                     )
-                next_clock = max(env_steps, clock)  # a resumed run with a raised budget
             else:  # collect.train_only: the schedules go on without collecting
                 next_clock = min(clock + cfg.collect.chunk, end)
             bar.update(next_clock - clock)
