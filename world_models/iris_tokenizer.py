@@ -9,7 +9,7 @@ Micheli, Alonso, Fleuret 2023, *Transformers are Sample-Efficient World Models*,
   at the resolutions ``attn_resolutions``, then a middle block (res, attention, res).
   ``encoder_scope = patch`` (not in the paper, off by default) encodes each token's patch alone
   instead of the whole frame, so an unchanged patch keeps its token (the ``iris-minatar``
-  preset's choice: with whole frames, 60-70% of MinAtar's unchanged patches changed token).
+  preset's choice: with whole frames, 64% of MinAtar's unchanged patches changed token).
 - **Quantiser**: 1x1 convolution to ``embed_dim``, nearest codebook vector of ``vocab_size`` codes
   (plain nearest neighbour, no EMA), 1x1 convolution back; straight-through gradients. Optional
   (not in the paper, off by default): ``restart_dead_codes = N`` resets a code that no frame of
