@@ -50,6 +50,11 @@ NOOP, LEFT, RIGHT = 0, 1, 2  # MinAtar/Breakout-v1's minimal action set: n, l, r
 PADDLE, BALL = 1, 2  # cell codes of minatar_reconstruction.cells: channel + 1
 
 
+def imagined_frames(feature: torch.Tensor) -> np.ndarray:
+    """Decoded imagined frames ``(B, 3, S, S)`` in [0, 1] -> ``(B, S, S, 3)`` uint8 images."""
+    return (feature.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
 class BallTracker:
     """A scripted Breakout policy with the actor-critic's ``burn_in`` / ``step`` interface (in
     imagination) and the :class:`~seqrl.protocols.Agent` one (``reset`` / ``act`` / ``observe``,
@@ -93,7 +98,7 @@ class BallTracker:
         """Nothing to remember."""
 
     def step(self, feature: torch.Tensor, state: None) -> tuple[torch.Tensor, None, None]:
-        frames = (feature.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        frames = imagined_frames(feature)
         logits = torch.full((len(frames), 3), -30.0)
         logits[torch.arange(len(frames)), torch.from_numpy(self.actions(frames))] = 30.0
         return logits, None, None
@@ -181,7 +186,7 @@ def main() -> None:
     ]
     tracker = None
     if args.tracker:
-        tracker = BallTracker(_palette(cfg.env))
+        tracker = BallTracker(run_palette(cfg.env))
         policies.append(("ball tracker", tracker, 1.0))
     for name, policy, temperature in policies:
         rng = seed_everything(args.seed)  # the same start contexts for all
@@ -205,7 +210,7 @@ def main() -> None:
             print(f"real game, {name}: {mean:.2f} per episode over {args.episodes} episodes")
 
 
-def _palette(env_cfg: object) -> np.ndarray:
+def run_palette(env_cfg: object) -> np.ndarray:
     """The palette of the run's MinAtar rgb frames."""
     wrapper = minatar_wrapper(make_env(env_cfg))
     if wrapper.render_kind != "rgb" or "Breakout" not in str(getattr(env_cfg, "id", "")):

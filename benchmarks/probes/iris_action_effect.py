@@ -42,7 +42,7 @@ from seqrl.world_models.loop import build_learner, make_samplers
 from seqrl.world_models.train_iris import IRISAgentConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from imagined_ends import PADDLE, _palette  # noqa: E402 (sibling probes)
+from imagined_ends import PADDLE, imagined_frames, run_palette  # noqa: E402 (sibling probes)
 from minatar_reconstruction import cells  # noqa: E402
 
 ACTIONS = ((0, "no-op"), (1, "left"), (2, "right"))  # MinAtar/Breakout-v1's minimal action set
@@ -74,7 +74,7 @@ class ConstantAction:
         return None
 
     def step(self, feature: torch.Tensor, state: None) -> tuple[torch.Tensor, None, None]:
-        frames = (feature.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        frames = imagined_frames(feature)
         self.columns.append(paddle_columns(frames, self.palette))
         logits = torch.full((len(frames), 3), -30.0)
         logits[:, self.action] = 30.0
@@ -134,7 +134,7 @@ def main() -> None:
     if not (is_minatar(cfg.env.id) and "Breakout" in cfg.env.id):
         return
     _, ac_sampler = make_samplers(learner, replay, cfg)
-    palette = _palette(cfg.env)
+    palette = run_palette(cfg.env)
     print(f"\nreplay: {replay_agreement(replay, palette)}")
     print("\nmean paddle column of each imagined frame (the first: the real context's last)")
     for action, name in ACTIONS:
