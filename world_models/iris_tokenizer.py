@@ -27,7 +27,9 @@ Micheli, Alonso, Fleuret 2023, *Transformers are Sample-Efficient World Models*,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from pathlib import Path
 from typing import Literal
 
@@ -117,6 +119,15 @@ class TokenizerConfig:
     batch_size: int = field(default=256, metadata={"help": "frames per tokenizer update"})
     lr: float = field(default=1e-4, metadata={"help": "Adam learning rate"})
     clip_norm: float = field(default=10.0, metadata={"help": "gradient norm clip (0: none)"})
+    cache_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "keep each observation's tokens (keyed by a digest of its bytes) while the "
+            "encoding weights stay the same, so the GPT's batches encode only new frames: for "
+            "CPU runs that freeze the tokenizer (tokenizer_train.stop); the digests need the "
+            "observations on the host"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.vocab_size < 2 or self.embed_dim < 1 or self.channels < 1 or self.z_channels < 1:
@@ -125,6 +136,50 @@ class TokenizerConfig:
             raise ConfigError("iris: tokenizer needs channel_mult and res_blocks >= 1")
         if self.restart_dead_codes < 0:
             raise ConfigError("iris: tokenizer.restart_dead_codes must be >= 0 (0: never)")
+
+
+class _TokenMemo:
+    """Tokens of the observations encoded so far, keyed by a 16-byte BLAKE2 digest of each
+    observation's bytes, valid while the encoding weights equal the copy taken when it was
+    (re)started: :meth:`check` compares them exactly at every call and empties the memo when any
+    changed (an optimizer step, a code restart, a loaded checkpoint)."""
+
+    LIMIT = 1 << 20  # observations kept before the memo starts over (16 tokens each: 128 MiB)
+
+    def __init__(self, tokens_per_frame: int) -> None:
+        self.k = tokens_per_frame
+        self.weights: list[Tensor] = []
+        self.rows: dict[bytes, int] = {}
+        self.store = torch.empty(0, tokens_per_frame, dtype=torch.long)
+
+    def check(self, weights: list[Tensor]) -> None:
+        """Start over unless ``weights`` equal the copy the memo was filled under."""
+        same = len(weights) == len(self.weights) and all(
+            a.shape == b.shape and torch.equal(a, b)
+            for a, b in zip(weights, self.weights, strict=True)
+        )
+        if not same or len(self.rows) >= self.LIMIT:
+            self.weights = [w.detach().clone() for w in weights]
+            self.rows.clear()
+            self.store = torch.empty(0, self.k, dtype=torch.long)
+
+    def lookup(self, observations: Tensor, encode: Callable[[Tensor], Tensor]) -> Tensor:
+        """Tokens (N, K) of ``observations`` (N, ...): encodes (with ``encode``) only those
+        not seen yet, once each, and returns all on the observations' device."""
+        host = observations.detach().cpu().contiguous()
+        raw = host.view(torch.uint8) if host.dtype != torch.uint8 else host
+        keys = [blake2b(row.numpy().data, digest_size=16).digest() for row in raw.flatten(1)]
+        new: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self.rows and key not in new:
+                new[key] = i
+        if new:
+            tokens = encode(observations[torch.tensor(list(new.values()))]).cpu()
+            start = len(self.store)
+            self.store = torch.cat((self.store, tokens))
+            self.rows.update({key: start + j for j, key in enumerate(new)})
+        index = torch.tensor([self.rows[key] for key in keys], dtype=torch.long)
+        return self.store[index].to(observations.device)
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -378,6 +433,7 @@ class Tokenizer(nn.Module):
         self.decoder = _decoder(channels, cfg)
         # torch.compile'd encoder and decoder (compile_networks), kept out of the module tree
         self._compiled: tuple[nn.Module, nn.Module] | None = None
+        self._memo = _TokenMemo(self.tokens_per_frame) if cfg.cache_tokens else None
         self.lpips: LPIPS | None = None
         if cfg.perceptual == "lpips":
             if not cfg.perceptual_weights:
@@ -458,6 +514,23 @@ class Tokenizer(nn.Module):
         with torch.autocast(frames.device.type, enabled=False):
             _, tokens, _ = self._quantise(frames.reshape(-1, *frames.shape[-3:]).float())
         return tokens.view(*lead, self.tokens_per_frame)
+
+    @torch.no_grad()
+    def tokenize(self, observations: Tensor) -> Tensor:
+        """Observations (..., *obs_shape) -> tokens (..., K): ``encode(frames(observations))``,
+        through the token cache with ``cache_tokens`` (:class:`_TokenMemo`)."""
+        if self._memo is None or (self.training and self.cfg.dropout > 0):
+            return self.encode(self.frames(observations))
+        lead = observations.shape[: observations.dim() - len(self.obs_shape)]
+        flat = observations.reshape(-1, *self.obs_shape)
+        self._memo.check(self._encoding_weights())
+        tokens = self._memo.lookup(flat, lambda new: self.encode(self.frames(new)))
+        return tokens.view(*lead, self.tokens_per_frame)
+
+    def _encoding_weights(self) -> list[Tensor]:
+        """The tensors that ``encode`` reads: encoder, pre-quantisation conv and codebook."""
+        parts = (self.encoder, self.pre_quant, self.codebook)
+        return [t for part in parts for t in (*part.parameters(), *part.buffers())]
 
     def decode(self, tokens: Tensor) -> Tensor:
         """Tokens (..., K) -> frames (..., C, 64, 64) clamped to [0, 1]."""

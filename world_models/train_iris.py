@@ -115,7 +115,7 @@ def iris_minatar() -> IRISAgentConfig:
         # the tokenizer trains alone, then is frozen: the GPT learns tokens that no longer move
         # (restarted dead codes change the background's token every few batches, docs/iris.md)
         tokenizer_train=ComponentSchedule(start=1000, ratio=1.0, stop=2000),
-        world_model_train=ComponentSchedule(start=2000, ratio=0.75),
+        world_model_train=ComponentSchedule(start=2000, ratio=2.0),
         actor_critic_train=ComponentSchedule(start=3500, ratio=0.5),
         collect=CollectConfig(
             steps=7000, prefill=1000, chunk=100, epsilon=0.01, sampling="uniform"

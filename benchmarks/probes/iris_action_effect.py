@@ -8,22 +8,23 @@ from 128 replay contexts with a constant action (no-op, left, right) and prints 
 column of each imagined frame (in the game, left and right move the paddle one column a step),
 and how often the replay's paddle moved the way its action says.
 
-``--fresh N`` instead trains new GPTs of the run's configuration for N updates on the run's
-replay, on the tokens of the checkpoint's (frozen) tokenizer, once per ``--positions`` kind of
-position encoding (same seeds), and prints the two losses every ``--every`` updates: whether a
-GPT learns to use the action, and how soon.
+``--fresh N`` instead trains new GPTs for N updates on the run's replay, on the tokens of the
+checkpoint's (frozen) tokenizer, once per ``--variants`` name (the run's configuration with one
+change, or several joined by ``+``, same seeds: see ``VARIANTS``), and prints the two losses every ``--every`` updates:
+whether a GPT learns to use the action, and how soon.
 
 A diagnostic, not a peer benchmark: docs/iris.md (MinAtar section) quotes its output::
 
     python benchmarks/probes/iris_action_effect.py runs/t13/iris-minatar-seed0
     python benchmarks/probes/iris_action_effect.py runs/t13/iris-minatar-seed0 --fresh 900 \\
-        --positions learned rotary
+        --variants run rotary
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import sys
 import time
 from dataclasses import replace
@@ -46,6 +47,16 @@ from imagined_ends import PADDLE, imagined_frames, run_palette  # noqa: E402 (si
 from minatar_reconstruction import cells  # noqa: E402
 
 ACTIONS = ((0, "no-op"), (1, "left"), (2, "right"))  # MinAtar/Breakout-v1's minimal action set
+
+VARIANTS = {
+    "run": lambda d: d,
+    "rotary": lambda d: replace(d, backbone=replace(d.backbone, positions="rotary")),
+    "action-inputs": lambda d: replace(d, action_inputs=True),
+    "depth4": lambda d: replace(d, backbone=replace(d.backbone, depth=4)),
+    "width128": lambda d: replace(d, backbone=replace(d.backbone, width=128, heads=4)),
+    "lr1e-3": lambda d: replace(d, lr=1e-3),
+}
+"""``--variants`` name -> the change to the run's ``DynamicsConfig``."""
 
 
 def action_losses(model: torch.nn.Module, batch, num_actions: int) -> tuple[dict, dict]:
@@ -106,11 +117,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="an iris run directory")
     parser.add_argument("--fresh", type=int, default=0, help="train new GPTs N updates")
-    parser.add_argument("--positions", nargs="+", default=["learned", "rotary"])
+    parser.add_argument(
+        "--variants", nargs="+", default=["run"], help=f"each {sorted(VARIANTS)} or a+b (both)"
+    )
     parser.add_argument("--every", type=int, default=300, help="with --fresh: report interval")
     args = parser.parse_args()
     if args.fresh < 0 or args.every <= 0:
         parser.error("--fresh must not be negative, --every must be positive")
+    for variant in args.variants:
+        if unknown := set(variant.split("+")) - set(VARIANTS):
+            parser.error(f"--variants: unknown {sorted(unknown)} (known: {sorted(VARIANTS)})")
     ckpt = load_checkpoint(args.run, algo="iris")
     cfg = from_dict(IRISAgentConfig, ckpt.config)
     replay = ReplayBuffer.load(args.run / str(ckpt.extra["replay"]))
@@ -146,13 +162,16 @@ def main() -> None:
 
 
 def fresh(cfg, ckpt, replay, fixed, num_actions: int, args: argparse.Namespace) -> None:
-    """Train a new GPT per position encoding on the frozen tokenizer's tokens."""
-    print("| positions | updates | loss, actions taken | loss, random actions | gap | s |")
+    """Train a new GPT per variant on the frozen tokenizer's tokens."""
+    print("| GPT | updates | loss, actions taken | loss, random actions | gap | s |")
     print("|---|---|---|---|---|---|")
-    for positions in args.positions:
-        backbone = replace(cfg.world_model.dynamics.backbone, positions=positions)
+    for variant in args.variants:
         wm_cfg = replace(
-            cfg.world_model, dynamics=replace(cfg.world_model.dynamics, backbone=backbone)
+            cfg.world_model,
+            tokenizer=replace(cfg.world_model.tokenizer, cache_tokens=True),  # frozen: same tokens
+            dynamics=functools.reduce(
+                lambda d, name: VARIANTS[name](d), variant.split("+"), cfg.world_model.dynamics
+            ),
         )
         seed_everything(1)
         model = build_world_model(wm_cfg, replay.observation_space, replay.action_space)
@@ -175,7 +194,7 @@ def fresh(cfg, ckpt, replay, fixed, num_actions: int, args: argparse.Namespace) 
                 taken, random = action_losses(model, fixed, num_actions)
                 a, b = taken["obs_loss"], random["obs_loss"]
                 print(
-                    f"| {positions} | {i} | {a:.4f} | {b:.4f} | {b - a:.4f} "
+                    f"| {variant} | {i} | {a:.4f} | {b:.4f} | {b - a:.4f} "
                     f"| {time.perf_counter() - start:.0f} |",
                     flush=True,
                 )

@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from preset_tables import check_preset, table_rows
 from seqrl.agents.actor_critic import ActorCritic, ac_iris
 from seqrl.backbone import TransformerConfig
@@ -191,6 +192,42 @@ def test_tokenizer_loss_is_finite_and_falls_when_overfitting() -> None:
     for key in ("reconstruction_loss", "codebook_loss", "commitment_loss", "codebook_perplexity"):
         assert np.isfinite(metrics[key])
     assert 0.0 < metrics["codebook_used"] <= 1.0
+
+
+@pytest.mark.parametrize("space", [HWC, gym.spaces.Box(0.0, 1.0, (3, 64, 64), np.float32)])
+def test_cached_tokens_encode_each_new_observation_once_until_the_weights_change(
+    space: gym.Space, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = dataclasses.replace(tiny_config().tokenizer, cache_tokens=True)
+    tok = tiny_model(space, tokenizer=cfg).tokenizer
+
+    def in_space(frames: torch.Tensor) -> torch.Tensor:
+        if space.dtype == np.float32:
+            return frames.permute(0, 1, 4, 2, 3).float() / 255.0
+        return frames
+
+    observations = blocks_frames(3, 4)  # 12 frames, 10 distinct
+    observations[1, 0] = observations[0, 1]
+    observations[2, 3] = observations[0, 0]
+    observations = in_space(observations)
+    encoded = []
+    encode = tok.encode
+    monkeypatch.setattr(tok, "encode", lambda frames: encoded.append(len(frames)) or encode(frames))
+
+    def fresh() -> torch.Tensor:
+        return encode(tok.frames(observations))
+
+    assert torch.equal(tok.tokenize(observations), fresh()) and encoded == [10]
+    assert torch.equal(tok.tokenize(observations[:, 1:]), fresh()[:, 1:]) and encoded == [10]
+    # a training step changes the weights: everything is encoded again, with the new weights
+    batch = make_batch(b=4, t=1)
+    overfit(tok, dataclasses.replace(batch, observations=in_space(batch.observations)), 1, 0.1)
+    assert torch.equal(tok.tokenize(observations), fresh()) and encoded == [10, 10]
+    # so does a loaded state (here: the codebook's rows reversed)
+    state = {k: v.clone() for k, v in tok.state_dict().items()}
+    state["codebook.weight"] = state["codebook.weight"].flip(0)
+    tok.load_state_dict(state)
+    assert torch.equal(tok.tokenize(observations), fresh()) and encoded == [10, 10, 10]
 
 
 @pytest.mark.parametrize("reconstruction", ["l1", "mse"])
@@ -384,30 +421,32 @@ def test_imagine_shapes(policy_frames: str) -> None:
 
 
 def _uncached_rollout(model: IRIS, start: torch.Tensor, actions: torch.Tensor) -> list:
-    """Argmax imagination that re-runs the whole token sequence (no KV cache) for every token."""
+    """Argmax imagination that re-runs the whole token sequence (no KV cache) for every token,
+    embedded as in training (``Dynamics.embed`` over the window's frames and actions)."""
     dyn = model.dynamics
-    seq = [dyn.embed_obs(start)]
-    current, used, out = start, dyn.k, []
+    frames, taken, out = [start], [], []
 
-    def last() -> torch.Tensor:
-        return dyn.transformer(torch.cat(seq, dim=1))[:, -1]
+    def last(n: int) -> torch.Tensor:
+        """The output at the n-th token of the window (the frames' unfilled slots are zeros)."""
+        tokens = torch.stack([F.pad(f, (0, dyn.k - f.shape[1])) for f in frames], 1)
+        acts = torch.stack(taken + [torch.zeros_like(start[:, 0])] * (len(frames) - len(taken)), 1)
+        return dyn.transformer(dyn.embed(tokens, acts)[:, :n])[:, -1]
 
     for a in actions.T:
-        if used + dyn.block > dyn.max_tokens:  # the same restart as the cached version
-            seq, used = [dyn.embed_obs(current)], dyn.k
-        seq.append(dyn.embed_action(a)[:, None])
-        h = last()
+        if len(frames) * dyn.block + dyn.block > dyn.max_tokens:  # the cached version's restart
+            frames, taken = frames[-1:], []
+        taken.append(a)
+        n = len(frames) * dyn.block
+        h = last(n)
         reward = dyn.reward_head(h).argmax(-1).float() - 1
         cont = 1 - dyn.end_head(h).argmax(-1).float()
-        tokens = []
+        frames.append(start[:, :0])
         for _ in range(dyn.k):
             token = dyn.obs_head(h).argmax(-1)
-            tokens.append(token)
-            seq.append(dyn.embed_obs(token)[:, None])
-            h = last()
-        used += dyn.block
-        current = torch.stack(tokens, dim=1)
-        out.append((current, reward, cont))
+            frames[-1] = torch.cat((frames[-1], token[:, None]), 1)
+            n += 1
+            h = last(n)
+        out.append((frames[-1], reward, cont))
     return out
 
 
@@ -416,10 +455,17 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("decoding", ["cache", "graph"])
-def test_kv_cached_imagination_equals_uncached(decoding: str, device: str) -> None:
+@pytest.mark.parametrize("action_inputs", [False, True])
+def test_kv_cached_imagination_equals_uncached(
+    decoding: str, device: str, action_inputs: bool
+) -> None:
     """Both decodings (on CUDA ``graph`` replays a recorded CUDA graph; on the CPU it runs the
-    same fixed-shape steps eagerly) give the uncached argmax rollout, across cache restarts."""
-    model = tiny_model(sampling="argmax", decoding=decoding).eval().to(device)
+    same fixed-shape steps eagerly) give the uncached argmax rollout, across cache restarts,
+    with the training's embedding of tokens and actions (``dynamics.action_inputs`` too)."""
+    cfg = tiny_config(sampling="argmax", decoding=decoding)
+    cfg.dynamics.action_inputs = action_inputs
+    torch.manual_seed(0)
+    model = build_world_model(cfg, HWC, gym.spaces.Discrete(ACTIONS)).eval().to(device)
     context = make_batch(b=3, t=2).to(device)
     actions = torch.randint(0, ACTIONS, (3, 5), generator=torch.Generator().manual_seed(1))
     actions = actions.to(device)

@@ -94,6 +94,8 @@ def test_minatar_run_is_killed_and_resumes_to_the_end(
     assert ckpt.config["env"]["minatar"]["palette"] == "bright"
     # the preset's tokenizer encodes patches and is frozen before the GPT starts
     assert ckpt.config["world_model"]["tokenizer"]["encoder_scope"] == "patch"
+    assert ckpt.config["world_model"]["tokenizer"]["cache_tokens"]
+    assert ckpt.config["world_model"]["dynamics"]["action_inputs"]
     preset = PRESETS["iris-minatar"]()
     assert 0 < preset.tokenizer_train.stop <= preset.world_model_train.start
     assert any(k.startswith("tokenizer.") for k in ckpt.state["world_model"])
