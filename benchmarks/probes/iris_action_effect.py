@@ -10,14 +10,14 @@ and how often the replay's paddle moved the way its action says.
 
 ``--fresh N`` instead trains new GPTs for N updates on the run's replay, on the tokens of the
 checkpoint's (frozen) tokenizer, once per ``--variants`` name (the run's configuration with one
-change, or several joined by ``+``, same seeds: see ``VARIANTS``), and prints the two losses every ``--every`` updates:
-whether a GPT learns to use the action, and how soon.
+change, or several joined by ``+``, same seeds: see ``VARIANTS``), and prints the two losses
+every ``--every`` updates: whether a GPT learns to use the action, and how soon.
 
 A diagnostic, not a peer benchmark: docs/iris.md (MinAtar section) quotes its output::
 
     python benchmarks/probes/iris_action_effect.py runs/t13/iris-minatar-seed0
-    python benchmarks/probes/iris_action_effect.py runs/t13/iris-minatar-seed0 --fresh 900 \\
-        --variants run rotary
+    python benchmarks/probes/iris_action_effect.py runs/t13/iris-minatar-seed0 --fresh 3000 \\
+        --every 250 --variants run action-inputs lr1e-3 action-inputs+lr1e-3
 """
 
 from __future__ import annotations
