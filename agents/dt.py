@@ -273,26 +273,28 @@ class DecisionTransformer(nn.Module):
             actions: ``(B, T, act_dim)`` float or ``(B, T)`` long.
             timesteps: ``(B, T)`` long.
             mask: ``(B, T)`` bool, False on padding.
-            last_only: acting from a window: only the last state token's output ``(B, 1, out)``,
-                the same numbers computed with less work (the last action token, which it cannot
-                see, is dropped and the final block runs that token's query alone; dense and
-                banded attention, else the full pass).
+            last_only: acting from a window: only the last state token's output ``(B, 1, out)``.
+                Either way, with dense and banded attention, the final block computes the
+                queries and feed-forward of the wanted state tokens alone (dilated attention
+                runs the full pass): the same numbers with less work.
         """
         tokens = rearrange(
             self.step_tokens(returns_to_go, obs, actions, timesteps), "b t k d -> b (t k) d"
         )
         padding = None if mask is None else mask.bool().repeat_interleave(3, dim=1)
-        if last_only and self.cfg.backbone.attention != "dilated":
-            h = self.backbone(
-                self.embed_norm(tokens[:, :-1]),
-                padding_mask=None if padding is None else padding[:, :-1],
-                last_only=True,
-            )
-            return self.head(h)
-        h = self.backbone(self.embed_norm(tokens), padding_mask=padding)
-        if last_only:
-            return self.head(h[:, -2:-1])
-        return self.head(h[:, 1::3])  # the state tokens
+        if self.cfg.backbone.attention == "dilated":
+            h = self.backbone(self.embed_norm(tokens), padding_mask=padding)
+            return self.head(h[:, -2:-1] if last_only else h[:, 1::3])
+        # Only the state tokens' outputs are used (the last one's alone when acting): the last
+        # action token, which no state token sees, is dropped, and the final block computes the
+        # query and feed-forward of the selected tokens only (the same numbers, less work).
+        select = slice(-1, None) if last_only else slice(1, None, 3)
+        h = self.backbone(
+            self.embed_norm(tokens[:, :-1]),
+            padding_mask=None if padding is None else padding[:, :-1],
+            select=select,
+        )
+        return self.head(h)
 
     # --- losses and actions -------------------------------------------------------------------
 

@@ -108,37 +108,54 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
         return self.dropout(self.proj(y)), (k, v)
 
-    def forward_last(self, x: Tensor, positions: Tensor, key_padding: Tensor | None) -> Tensor:
-        """Attention output (B, 1, D) of the last of the tokens ``x`` (B, L, D) alone, no cache.
+    def forward_at(
+        self, x: Tensor, positions: Tensor, key_padding: Tensor | None, select: slice
+    ) -> Tensor:
+        """Attention output (B, n', D) of the tokens ``x[:, select]`` alone, no cache.
 
-        Keys and values of all L tokens, the query of the last one: it may attend every earlier
-        token (causal), within the band for banded attention, except padding (``key_padding``
-        (B, L), False on padding). What :meth:`Transformer.forward` with ``last_only`` runs in
-        its final block.
+        ``x`` (B, L, D) are all the tokens; the queries are those of ``select``, which attend every
+        earlier token (causal), within the band for banded attention, except padding
+        (``key_padding`` (B, L), False on padding; a token always sees itself). Keys after the
+        last selected token, and before the band of the first, are not computed. What
+        :meth:`Transformer.forward` with ``select`` runs in its final block.
         """
         cfg = self.config
         if cfg.attention == "dilated":
-            raise ValueError("Transformer: last_only supports dense and banded attention")
+            raise ValueError("Transformer: select supports dense and banded attention")
         b, length, width = x.shape
-        if cfg.attention == "banded" and length > cfg.window:
-            x, positions = x[:, -cfg.window :], positions[:, -cfg.window :]
-            key_padding = None if key_padding is None else key_padding[:, -cfg.window :]
-            length = cfg.window
+        index = range(length)[select]
+        if len(index) == 0:
+            raise ValueError(f"Transformer: select {select} picks none of {length} tokens")
+        lo, hi = min(index), max(index) + 1  # keys lo..hi-1 are the only ones any query sees
+        lo = max(0, lo - cfg.window + 1) if cfg.attention == "banded" else 0
+        queries, q_positions = x[:, select], positions[:, select]
+        x, positions = x[:, lo:hi], positions[:, lo:hi]
+        key_padding = None if key_padding is None else key_padding[:, lo:hi]
+        length = hi - lo
         weight, bias = self.qkv.weight, self.qkv.bias
-        q = F.linear(x[:, -1:], weight[:width], None if bias is None else bias[:width])
+        q = F.linear(queries, weight[:width], None if bias is None else bias[:width])
         kv = F.linear(x, weight[width:], None if bias is None else bias[width:])
-        q = q.view(b, 1, self.heads, self.head_dim).transpose(1, 2)
+        n = q.shape[1]
+        q = q.view(b, n, self.heads, self.head_dim).transpose(1, 2)
         k, v = kv.view(b, length, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.rotary is not None:
-            q, k = self.rotary(q, positions[:, -1:]), self.rotary(k, positions)
+            q, k = self.rotary(q, q_positions), self.rotary(k, positions)
         mask = None
-        if key_padding is not None:
-            itself = torch.zeros_like(key_padding)
-            itself[:, -1] = True
-            mask = (key_padding | itself)[:, None, None, :]
+        # one query at the last key sees all keys (the band was cropped above): no mask
+        if n > 1 or key_padding is not None:
+            q_pos = torch.tensor(index, device=x.device) - lo
+            k_pos = torch.arange(length, device=x.device)
+            itself = k_pos[None, :] == q_pos[:, None]  # (n, L)
+            allowed = k_pos[None, :] <= q_pos[:, None]
+            if cfg.attention == "banded":
+                allowed = allowed & (k_pos[None, :] > q_pos[:, None] - cfg.window)
+            allowed = allowed[None]
+            if key_padding is not None:
+                allowed = allowed & (key_padding.to(x.device, torch.bool)[:, None, :] | itself)
+            mask = allowed[:, None]  # (B or 1, 1, n, L)
         drop = cfg.attn_dropout if self.training else 0.0
         y = attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        return self.dropout(self.proj(y.transpose(1, 2).reshape(b, 1, width)))
+        return self.dropout(self.proj(y.transpose(1, 2).reshape(b, n, width)))
 
     def decode_static(
         self, x: Tensor, positions: Tensor, slot: Tensor, bias: Tensor, keys: Tensor, values: Tensor

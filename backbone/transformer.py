@@ -59,10 +59,10 @@ class Block(nn.Module):
         x = x + a
         return x + self.dropout(self.ff(self.norm2(x))), kv
 
-    def forward_last(self, x: Tensor, step: Step) -> Tensor:
-        """:meth:`forward` for the last token alone (B, 1, width): the others only as keys."""
+    def forward_at(self, x: Tensor, step: Step, select: slice) -> Tensor:
+        """:meth:`forward` for the tokens ``x[:, select]`` alone: the others only as keys."""
         h = self.norm1(x)
-        x = x[:, -1:] + self.attn.forward_last(h, step.positions, step.key_padding)
+        x = x[:, select] + self.attn.forward_at(h, step.positions, step.key_padding, select)
         return x + self.dropout(self.ff(self.norm2(x)))
 
     def decode_static(
@@ -136,18 +136,20 @@ class Transformer(nn.Module):
         *,
         padding_mask: Tensor | None = None,
         cache: KVCache | None = None,
-        last_only: bool = False,
+        select: slice | None = None,
     ) -> Tensor:
         """Features of the tokens ``x`` (B, n, width).
 
         ``padding_mask`` (B, n) is False on padding tokens, which no other token attends to (left
         padding, as in DT batches, or right padding). With ``cache`` the n tokens follow the cached
-        ones; their keys and values are appended to it. ``last_only`` (no cache; dense or banded
-        attention): only the last token's features (B, 1, width) are wanted, so the final block
-        computes the query, feed-forward and norm of that token alone (e.g. acting from a window).
+        ones; their keys and values are appended to it. ``select`` (no cache; dense or banded
+        attention): only the features of ``x[:, select]`` are wanted, (B, n', width), so the final
+        block computes the queries, feed-forward and norm of those tokens alone, and no key after
+        the last of them: e.g. ``slice(-1, None)`` to act from a window, ``slice(1, None, 3)`` for
+        the state tokens of DT training. The same numbers as ``forward(x)[:, select]``.
         """
-        if last_only and (cache is not None or self.config.attention == "dilated"):
-            raise ValueError("Transformer: last_only needs no cache and dense or banded attention")
+        if select is not None and (cache is not None or self.config.attention == "dilated"):
+            raise ValueError("Transformer: select needs no cache and dense or banded attention")
         b, n, _ = x.shape
         step = self._step(b, n, padding_mask, cache, x.device)
         if self.pos is not None:
@@ -162,12 +164,12 @@ class Transformer(nn.Module):
             # layer and one out of it, forward and backward (9% of a bf16 DT update on one core)
             x = x.to(torch.get_autocast_dtype("cpu"))
         x = self.dropout(x)
-        if last_only:
+        if select is not None:
             *body, final = self.blocks
             for block in body:
                 x, _ = block(x, step)
             assert isinstance(final, Block)
-            return self.norm(final.forward_last(x, step))
+            return self.norm(final.forward_at(x, step, select))
         for i, block in enumerate(self.blocks):
             past = None
             if cache is not None and cache.keys[i] is not None:

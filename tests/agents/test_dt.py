@@ -139,18 +139,23 @@ def test_cached_decoding_equals_full_forward(attention: str, discrete: bool) -> 
 
 @pytest.mark.parametrize("attention", ["dense", "banded", "dilated"])
 @pytest.mark.parametrize("discrete", [False, True])
-def test_window_acting_computes_only_the_last_state_token(attention: str, discrete: bool) -> None:
-    """``last_only`` (what ``window`` acting runs) gives the full pass's last state output, with
-    left padding as in an episode's first steps."""
+def test_forward_computes_only_the_state_tokens_it_needs(attention: str, discrete: bool) -> None:
+    """The forward pass (training: every state token; ``last_only``, what ``window`` acting runs:
+    the last one) gives the head of the backbone's full pass at those tokens, with left padding
+    as in an episode's first steps."""
     torch.manual_seed(0)
     model = build_model(tiny(attention, discrete), OBS, DISCRETE if discrete else BOX).eval()
-    b = batch(3, 6, discrete, np.random.default_rng(2))  # 17 tokens: past the 12-token band
+    b = batch(3, 7, discrete, np.random.default_rng(2))  # 21 tokens: past the 12-token band
     args = (b.returns_to_go, b.observations, b.actions, b.timesteps, b.mask)
+    tokens = rearrange(model.step_tokens(*args[:4]), "b t k d -> b (t k) d")
     with torch.no_grad():
-        full = model(*args)[:, -1:]
+        h = model.backbone(model.embed_norm(tokens), padding_mask=b.mask.repeat_interleave(3, 1))
+        full = model.head(h[:, 1::3])
+        states = model(*args)
         last = model(*args, last_only=True)
-    assert last.shape == full.shape
-    torch.testing.assert_close(last, full, atol=1e-6, rtol=1e-6)
+    assert states.shape == full.shape and last.shape == full[:, -1:].shape
+    torch.testing.assert_close(states, full, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(last, full[:, -1:], atol=1e-6, rtol=1e-6)
 
 
 def test_cached_agent_restarts_a_finished_env_like_a_fresh_one() -> None:

@@ -318,9 +318,21 @@ def test_static_cache_shapes():
 @pytest.mark.parametrize("attention", ["dense", "banded"])
 @pytest.mark.parametrize("positions", ["none", "learned", "rotary"])
 @pytest.mark.parametrize("padded", [False, True])
-def test_last_only_equals_the_last_row_of_the_full_forward(attention, positions, padded, device):
-    """``last_only``: the final block runs the last token's query alone (acting from a window);
-    its features equal the full forward's last row, with left padding too."""
+@pytest.mark.parametrize(
+    "select",
+    [
+        slice(-1, None),
+        slice(1, None, 3),
+        slice(1, -1, 3),
+        slice(0, 20, 2),
+        slice(3, 5),
+        slice(17, 18),
+    ],
+)
+def test_select_equals_those_rows_of_the_full_forward(attention, positions, padded, select, device):
+    """``select``: the final block runs the selected tokens' queries alone (the last one to act
+    from a window, DT's state tokens in training); their features equal the full forward's rows,
+    with left padding too, and past the 6-token band (banded attention)."""
     model = _model(attention, positions, device)
     x = _x(3, 20, device=device)
     pad = None
@@ -328,17 +340,36 @@ def test_last_only_equals_the_last_row_of_the_full_forward(attention, positions,
         pad = torch.ones(3, 20, dtype=torch.bool, device=device)
         pad[0, :7] = False
         pad[2, :1] = False
-    full = model(x, padding_mask=pad)[:, -1:]
-    last = model(x, padding_mask=pad, last_only=True)
-    assert last.shape == (3, 1, 16)
-    torch.testing.assert_close(last, full, atol=1e-12, rtol=0)
+    full = model(x, padding_mask=pad)[:, select]
+    some = model(x, padding_mask=pad, select=select)
+    assert some.shape == full.shape == (3, len(range(20)[select]), 16)
+    torch.testing.assert_close(some, full, atol=1e-12, rtol=0)
 
 
-def test_last_only_refuses_a_cache_and_dilated_attention():
-    with pytest.raises(ValueError, match="last_only"):
-        _model("dense").forward(_x(1, 4), cache=_model("dense").new_cache(1), last_only=True)
-    with pytest.raises(ValueError, match="last_only"):
-        _model("dilated")(_x(1, 4), last_only=True)
+def test_select_gives_the_gradients_of_the_full_forward():
+    """Training through ``select`` (DT's state tokens) back-propagates what the full pass does."""
+    model = _model("dense", "learned")
+    x = _x(2, 15)
+    weights = torch.randn(2, 5, 16, dtype=x.dtype)
+    grads = []
+    for select in (None, slice(1, None, 3)):
+        model.zero_grad()
+        out = model(x) if select is None else model(x, select=select)
+        (out[:, 1::3] if select is None else out).mul(weights).sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for full, some in zip(*grads, strict=True):
+        torch.testing.assert_close(some, full, atol=1e-10, rtol=1e-6)
+
+
+def test_select_refuses_a_cache_dilated_attention_and_an_empty_selection():
+    with pytest.raises(ValueError, match="select"):
+        _model("dense").forward(
+            _x(1, 4), cache=_model("dense").new_cache(1), select=slice(-1, None)
+        )
+    with pytest.raises(ValueError, match="select"):
+        _model("dilated")(_x(1, 4), select=slice(-1, None))
+    with pytest.raises(ValueError, match="select"):
+        _model("dense")(_x(1, 4), select=slice(5, None))
 
 
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
