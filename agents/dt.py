@@ -463,7 +463,10 @@ class DTAgent:
         self.rtg[:, -1] = self.rtg_now
         self.timesteps[:, -1] = self.t_now
         self.mask[:, -1] = True
-        out = self.net(self.rtg, self.obs, self.actions, self.timesteps, self.mask, last_only=True)
+        # once every context is full, no token is padding: plain causal attention, no mask (5-10%
+        # of an eager step; compiled, the mask stays, so that one graph serves every step)
+        mask = None if not self.compile and bool(self.mask.all()) else self.mask
+        out = self.net(self.rtg, self.obs, self.actions, self.timesteps, mask, last_only=True)
         return out[:, -1]
 
     def _act_cached(self, obs: Tensor) -> Tensor:

@@ -158,6 +158,28 @@ def test_forward_computes_only_the_state_tokens_it_needs(attention: str, discret
     torch.testing.assert_close(last, full[:, -1:], atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("attention", ["dense", "banded"])
+def test_window_agent_acts_as_the_masked_full_forward_of_its_contexts(attention: str) -> None:
+    """Each ``window`` action is the model's on the agent's padded contexts: before they fill,
+    once they are full (where the agent drops the all-True mask), and after an env restarts."""
+    torch.manual_seed(0)
+    model = build_model(tiny(attention), OBS, BOX).eval()
+    agent = DTAgent(model, [1.0, 5.0], mode="window")
+    agent.reset(2)
+    rng = np.random.default_rng(3)
+    for step in range(12):
+        action = agent.act(rng.normal(size=(2, 3)).astype(np.float32))
+        previous = agent.actions.clone()
+        previous[:, -1] = 0  # the step's own action was not known when it acted
+        with torch.no_grad():
+            out = model(
+                agent.rtg, agent.obs, previous, agent.timesteps, agent.mask.clone(), last_only=True
+            )
+        np.testing.assert_allclose(action, model.select_action(out[:, -1]).numpy(), atol=1e-6)
+        agent.observe(rng.normal(size=2), np.array([step == 8, False]))
+    assert not bool(agent.mask.all())  # env 0 restarted after step 8: its context is not full
+
+
 def test_cached_agent_restarts_a_finished_env_like_a_fresh_one() -> None:
     torch.manual_seed(0)
     model = build_model(tiny(), OBS, BOX).eval()
