@@ -78,6 +78,7 @@ def paper_iris(args: argparse.Namespace) -> IRISConfig:
             batch_size=args.tokenizer_batch_size,
             restart_dead_codes=args.restart_dead_codes,
             reconstruction=args.reconstruction,
+            cache_tokens=args.cache_tokens,
         ),
         dynamics=replace(
             cfg.dynamics,
@@ -104,6 +105,7 @@ def small_iris(args: argparse.Namespace) -> IRISConfig:
             lr=args.tokenizer_lr,
             restart_dead_codes=args.restart_dead_codes,
             reconstruction=args.reconstruction,
+            cache_tokens=args.cache_tokens,
         ),
         dynamics=DynamicsConfig(
             backbone=TransformerConfig(
@@ -241,6 +243,7 @@ def table(args: argparse.Namespace, report: WorldModelReport, facts: dict[str, f
         f"--tokenizer-ratio {args.tokenizer_ratio} {sizes} --samples {args.samples}"
         + (f" --restart-dead-codes {args.restart_dead_codes}" if args.restart_dead_codes else "")
         + (f" --reconstruction {args.reconstruction}" if args.reconstruction != "l1" else "")
+        + (" --cache-tokens" if args.cache_tokens else "")
         + (" --precision bf16" if args.precision == "bf16" else "")
         + (f" --device {args.device}" if args.device != "cpu" else "")
     )
@@ -311,6 +314,12 @@ def main() -> None:
         choices=("l1", "mse"),
         default="l1",
         help="the tokenizer's pixel loss: l1 (the paper) or mse (docs/iris.md, deviations)",
+    )
+    parser.add_argument(
+        "--cache-tokens",
+        action="store_true",
+        help="the tokenizer's cache_tokens: with --tokenizer-ratio 0 the GPT's batches encode "
+        "each training frame once (the same tokens, much faster on the CPU)",
     )
     parser.add_argument(
         "--precision",
