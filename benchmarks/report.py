@@ -15,11 +15,23 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEvery table below is written by a script in `benchmarks/`; the command above each table reproduces it.\n"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and whether it has AMX (bfloat16 matmul units), from /proc/cpuinfo;
+    the machine name where that file is missing."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    names = re.findall(r"^model name\s*:\s*(.+)$", info, re.M)
+    name = names[0].strip() if names else platform.machine()
+    return f"{name} ({'with' if ' amx_tile' in info else 'no'} AMX)"
+
+
 def machine_line() -> str:
     """A one-line description of the machine and its load, for the table's caption."""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, load average {load}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
