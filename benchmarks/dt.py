@@ -536,7 +536,8 @@ def main() -> None:
         "Peak RSS is the whole process: interpreter, torch and, for training, the dataset.",
         "",
         "The `bf16` columns are the same seqrl models with `--loop.precision bf16`: forward passes "
-        "autocast to bfloat16 (on this CPU's AMX units), weights, gradients' accumulation into "
+        "autocast to bfloat16 (products on the CPU's bfloat16 units: AMX or AVX-512 BF16), weights, "
+        "gradients' accumulation into "
         "them and the optimizer in float32. d3rlpy has no CPU autocast; its columns are float32. "
         "seqrl's dropout draws its CPU masks from 16 random bits per element (`seqrl.backbone."
         "Dropout`) where d3rlpy's, torch's, draws one `bernoulli_` number per element.",
