@@ -21,6 +21,10 @@ of width 128 over 20 frames x 17 tokens (0.82 M; the paper's: 10 layers of 256);
 frames and 8 sequences of 20 frames (the paper: 256 and 64). Roughly 40 minutes of one thread on
 the loaded 2-core machine with the command above (no perceptual loss: see ``docs/iris.md``).
 
+``--weights FILE`` keeps the trained model: written after training, read instead of training when
+it exists (with the random state after training, so the held-out windows and sampled rollouts are
+those of the run that trained it), e.g. to score more ``--samples`` without training again.
+
 ``--model paper --device cuda`` trains ``iris-atari100k``'s tokenizer and GPT on a GPU instead;
 ``--data FILE.npz`` keeps the collected frames, so that they can be collected here and trained on
 a machine without ALE (``benchmarks/gpu.sh iris_checks_paper``).
@@ -37,7 +41,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from seqrl.backbone import TransformerConfig
+from seqrl.checkpoint import capture_rng, load_checkpoint, load_state, restore_rng, save_checkpoint
 from seqrl.data import SequenceSampler, TrajectoryDataset
+from seqrl.errors import CheckpointError
 from seqrl.trainer import precision_dtype
 from seqrl.training import seed_everything, update
 from seqrl.world_models.evaluation import WorldModelReport, evaluate_world_model
@@ -64,6 +70,30 @@ from _wm_checks_common import (  # noqa: E402
 DOC = ROOT / "docs" / "iris.md"
 
 SHOWN = ("loss", "reconstruction_loss", "codebook_used", "obs_loss", "obs_accuracy")
+# the flags that decide the trained weights: a --weights file must have been trained with these
+TRAINING_FLAGS = (
+    "game",
+    "frames",
+    "seed",
+    "tokenizer_updates",
+    "updates",
+    "tokenizer_ratio",
+    "model",
+    "batch_size",
+    "tokenizer_batch_size",
+    "seq_len",
+    "vocab",
+    "embed_dim",
+    "channels",
+    "width",
+    "depth",
+    "tokenizer_lr",
+    "lr",
+    "restart_dead_codes",
+    "reconstruction",
+    "precision",
+)
+TRAINING_FACTS = ("train_seconds", "tokenizer_seconds", "tokenizer_updates")
 
 
 def paper_iris(args: argparse.Namespace) -> IRISConfig:
@@ -153,18 +183,15 @@ def held_out_codebook(model: IRIS, test: TrajectoryDataset) -> tuple[int, float,
     return int(obs.shape[0]), used, perplexity
 
 
-def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
-    """Collect, train the tokenizer then the world model, evaluate; the report and run facts."""
-    rng = seed_everything(args.seed)
-    start = time.time()
-    train, test = collect(args.game, args.frames, args.seed, preset="iris", data=args.data)
-    meta = train.metadata
-    config = paper_iris(args) if args.model == "paper" else small_iris(args)
-    device = torch.device(args.device)
-    model = build_world_model(config, meta.observation_space, meta.action_space).to(device)
-    print(PERCEPTUAL_NOTE, flush=True)
-    sizes = {name: parameters(part) for name, part in model.components().items()}
-    print(f"parameters: {sizes}", flush=True)
+def train_model(
+    args: argparse.Namespace,
+    model: IRIS,
+    train: TrajectoryDataset,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> dict[str, float]:
+    """The tokenizer alone, then the world model (each preceded by ``--tokenizer-ratio``
+    tokenizer updates); returns the facts in ``TRAINING_FACTS``."""
     tok_opt, tok_clip = _adam(model, "tokenizer")
     wm_opt, wm_clip = _adam(model, "world_model")
     tok_spec, wm_spec = model.training_spec("tokenizer"), model.training_spec("world_model")
@@ -203,7 +230,78 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
                 f"world-model update {step} ({time.time() - train_start:.0f} s): {shown}",
                 flush=True,
             )
-    train_seconds = time.time() - train_start
+    return {
+        "train_seconds": time.time() - train_start,
+        "tokenizer_seconds": tokenizer_seconds,
+        "tokenizer_updates": tok_done,
+    }
+
+
+def save_trained(
+    path: Path,
+    args: argparse.Namespace,
+    model: IRIS,
+    rng: np.random.Generator,
+    facts: dict[str, float],
+) -> None:
+    """``--weights``: the trained model, the training flags, the facts and the random state (a
+    seqrl checkpoint: tensors and JSON, read with ``weights_only=True``)."""
+    save_checkpoint(
+        path,
+        algo="iris-checks",
+        config={name: getattr(args, name) for name in TRAINING_FLAGS},
+        step=args.updates,
+        state={"model": model.state_dict()},
+        rng=capture_rng({"checks": rng}),
+        extra=facts,
+    )
+    print(f"saved the trained model to {path}", flush=True)
+
+
+def load_trained(
+    path: Path, args: argparse.Namespace, model: IRIS, rng: np.random.Generator
+) -> dict[str, float]:
+    """Load what :func:`save_trained` wrote into ``model`` and ``rng`` (and torch's random
+    state); exit 2 naming the flag when the file was trained with other flags."""
+    try:
+        ckpt = load_checkpoint(path, algo="iris-checks")
+        for name in TRAINING_FLAGS:
+            if ckpt.config.get(name) != getattr(args, name):
+                flag = "--" + name.replace("_", "-")
+                print(
+                    f"error: --weights {path}: trained with {flag} {ckpt.config.get(name)}, "
+                    f"not {getattr(args, name)}",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2)
+        load_state(model, ckpt.state["model"], what="the model", path=path)
+        restore_rng(ckpt.rng, {"checks": rng})
+    except CheckpointError as exc:
+        print(f"error: --weights {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"loaded the trained model from {path} (no training)", flush=True)
+    return {name: float(ckpt.extra[name]) for name in TRAINING_FACTS}
+
+
+def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
+    """Collect, train the tokenizer then the world model (or load them: ``--weights``),
+    evaluate; the report and run facts."""
+    rng = seed_everything(args.seed)
+    start = time.time()
+    train, test = collect(args.game, args.frames, args.seed, preset="iris", data=args.data)
+    meta = train.metadata
+    config = paper_iris(args) if args.model == "paper" else small_iris(args)
+    device = torch.device(args.device)
+    model = build_world_model(config, meta.observation_space, meta.action_space).to(device)
+    print(PERCEPTUAL_NOTE, flush=True)
+    sizes = {name: parameters(part) for name, part in model.components().items()}
+    print(f"parameters: {sizes}", flush=True)
+    if args.weights is not None and args.weights.exists():
+        trained = load_trained(args.weights, args, model, rng)
+    else:
+        trained = train_model(args, model, train, rng, device)
+        if args.weights is not None:
+            save_trained(args.weights, args, model, rng, trained)
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
     held_out = held_out.to(device)
@@ -212,11 +310,9 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     )
     test_frames, used, perplexity = held_out_codebook(model, test)
     facts = {
+        **trained,
         "train_frames": train.num_steps,
         "test_windows": held_out.batch_size,
-        "train_seconds": train_seconds,
-        "tokenizer_seconds": tokenizer_seconds,
-        "tokenizer_updates": tok_done,
         "total_seconds": time.time() - start,
         "test_frames": test_frames,
         "codebook_used": used,
@@ -320,6 +416,13 @@ def main() -> None:
         action="store_true",
         help="the tokenizer's cache_tokens: with --tokenizer-ratio 0 the GPT's batches encode "
         "each training frame once (the same tokens, much faster on the CPU)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="keep the trained model here: written after training, read instead of training "
+        "when it exists (same training flags; e.g. to score more --samples)",
     )
     parser.add_argument(
         "--precision",
