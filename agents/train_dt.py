@@ -443,7 +443,7 @@ def dataset_spaces(dataset: Any, env_id: str) -> tuple[Any, Any]:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from seqrl.cli import train_run
+    from seqrl.cli import discard_unused_run, train_run
 
     cfg, run = train_run(
         args,
@@ -456,7 +456,8 @@ def _handle(args: argparse.Namespace) -> int:
         check=_check_dataset,
     )
     print(f"run directory: {run.path}")
-    _, results = train_dt(cfg, run, resume=args.resume, quiet=args.quiet)
+    with discard_unused_run(run):
+        _, results = train_dt(cfg, run, resume=args.resume, quiet=args.quiet)
     print(format_results(results))
     print(f"logs: tensorboard --logdir {run.path}")
     return 0

@@ -20,7 +20,8 @@ import argparse
 import importlib
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TypeVar
 
 from seqrl import __version__
@@ -112,6 +113,18 @@ def train_run(
         check(cfg)
     name = args.name or time.strftime(run_name(cfg))
     return cfg, RunDir.create(name=name, root=args.runs, path=args.run_dir, config=cfg)
+
+
+@contextmanager
+def discard_unused_run(run: RunDir) -> Iterator[RunDir]:
+    """Run the body with ``run``; if it fails before writing anything but ``config.json`` into a
+    folder that :func:`train_run` has just created, remove that folder
+    (:meth:`RunDir.discard_if_unused`), so a bad dataset or env leaves no empty run behind."""
+    try:
+        yield run
+    except BaseException:
+        run.discard_if_unused()
+        raise
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

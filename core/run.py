@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,9 +30,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RunDir:
-    """The folder of one training run."""
+    """The folder of one training run.
+
+    ``created``: :meth:`create` made the folder itself (a fresh run in a folder that did not exist),
+    so :meth:`discard_if_unused` may remove it.
+    """
 
     path: Path
+    created: bool = field(default=False, compare=False)
 
     @property
     def config_path(self) -> Path:
@@ -89,13 +94,30 @@ class RunDir:
                 f"--run-dir: {run.path} already holds a run; pass --resume to continue it "
                 "or choose another --run-dir / --name"
             )
+        created = not run.path.exists()
         try:
             run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--run-dir: cannot create {run.path} ({exc.strerror})") from None
         if config is not None:
             save_json(config, run.config_path)
-        return run
+        return cls(run.path, created=created)
+
+    def discard_if_unused(self) -> bool:
+        """Remove the folder when :meth:`create` made it and nothing was written since but
+        ``config.json`` (a run that failed before it logged or saved anything: a missing
+        dataset, a bad env id). Returns whether it was removed; a folder that holds anything
+        else, or that existed before, is left as it is."""
+        if not self.created or not self.path.is_dir():
+            return False
+        left = {p.name for p in self.path.iterdir()} - {"config.json", "checkpoints"}
+        if left or (self.checkpoint_dir.is_dir() and any(self.checkpoint_dir.iterdir())):
+            return False
+        if self.checkpoint_dir.is_dir():
+            self.checkpoint_dir.rmdir()
+        self.config_path.unlink(missing_ok=True)
+        self.path.rmdir()
+        return True
 
 
 class Logger:

@@ -566,7 +566,7 @@ def register_command(
     """
     import argparse
 
-    from seqrl.cli import train_run
+    from seqrl.cli import discard_unused_run, train_run
     from seqrl.config import add_config_arguments
 
     def handle(args: argparse.Namespace) -> int:
@@ -584,14 +584,15 @@ def register_command(
         print(f"run directory: {run.path}")
         for note in notes(cfg) if notes else []:
             print(f"note: {note}")
-        result = train_world_model_agent(
-            cfg,
-            run,
-            algo=algo,
-            build_world_model=build_world_model,
-            resume=args.resume,
-            quiet=args.quiet,
-        )
+        with discard_unused_run(run):
+            result = train_world_model_agent(
+                cfg,
+                run,
+                algo=algo,
+                build_world_model=build_world_model,
+                resume=args.resume,
+                quiet=args.quiet,
+            )
         print(
             f"{result.env_steps} env steps, updates {result.updates}: final return "
             f"{result.final_return:.2f} over {len(result.final_returns)} episodes "

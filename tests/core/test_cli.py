@@ -57,6 +57,28 @@ def test_usage_errors_exit_2(argv, needle, capsys, tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (["train", "dt", "--dataset", "MISSING", "--env", "Hopper-v5"], 1, "no such file"),
+        (
+            ["train", "twm", "--preset", "twm-cartpole", "--env", "Nope-v0"],
+            2,
+            "unknown environment id 'Nope-v0'",
+        ),
+    ],
+)
+def test_a_run_that_fails_before_writing_leaves_no_folder(
+    argv, code, needle, capsys, tmp_path: Path
+) -> None:
+    """A missing dataset or env id fails after the run folder was made: the folder goes too."""
+    runs = tmp_path / "runs"
+    argv = [a.replace("MISSING", str(tmp_path / "missing")) for a in argv]
+    assert main([*argv, "--runs", str(runs)]) == code
+    assert needle in capsys.readouterr().err
+    assert runs.is_dir() and not list(runs.iterdir())
+
+
 def test_python_dash_m_and_console_script() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "seqrl", "--version"], capture_output=True, text=True, check=True

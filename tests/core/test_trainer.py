@@ -116,6 +116,29 @@ def test_run_dir_errors(tmp_path: Path) -> None:
         RunDir.create(name="x", root=tmp_path)
 
 
+def test_discard_if_unused_removes_only_a_fresh_folder_that_holds_nothing_but_its_config(
+    tmp_path: Path,
+) -> None:
+    run = RunDir.create(name="empty", root=tmp_path, config=LoopConfig())
+    assert run.created and run.config_path.is_file()
+    assert run.discard_if_unused() and not run.path.exists()
+
+    logged = RunDir.create(name="logged", root=tmp_path, config=LoopConfig())
+    logged.metrics_path.write_text("{}\n")
+    assert not logged.discard_if_unused() and logged.config_path.is_file()
+
+    saved = RunDir.create(name="saved", root=tmp_path, config=LoopConfig())
+    _fit(_state(), saved, steps=5)
+    assert not saved.discard_if_unused() and saved.last_checkpoint.is_file()
+    resumed = RunDir.create(name="saved", root=tmp_path, resume=True)
+    assert not resumed.created and not resumed.discard_if_unused()
+
+    mine = tmp_path / "mine"  # --run-dir of a folder the user made: never removed
+    mine.mkdir()
+    run = RunDir.create(name="", path=mine, config=LoopConfig())
+    assert not run.created and not run.discard_if_unused() and run.config_path.is_file()
+
+
 def test_logger_without_tensorboard_keeps_the_jsonl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
