@@ -15,10 +15,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from seqrl.checkpoint import capture_rng, load_checkpoint, load_state, restore_rng, save_checkpoint
 from seqrl.data import DatasetMetadata, SequenceSampler, TrajectoryDataset
 from seqrl.data.dataset import ARRAY_FILES
+from seqrl.errors import CheckpointError
 from seqrl.types import TrajectoryBatch
 from seqrl.world_models.evaluation import WorldModelReport
+from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository root (docs/ and benchmarks/ live there)."""
@@ -174,7 +177,7 @@ def write_checks_section(section: str, markdown: str, doc: Path) -> None:
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every check shares: the game and its data, the held-out windows, the seed,
-    ``--samples`` (predictive-mean rows) and ``--no-write``."""
+    ``--samples`` (predictive-mean rows), ``--no-write`` and ``--weights``."""
     parser.add_argument("--game", default="Pong")
     parser.add_argument("--frames", type=int, default=3000, help="random-policy agent steps")
     parser.add_argument("--context", type=int, default=8, help="real steps before a prediction")
@@ -197,6 +200,68 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--section", help="the docs section written (default: checks-<game>, lower case)"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="keep the trained model here: written after training, read instead of training "
+        "when it exists (same training flags; e.g. to score more --samples)",
+    )
+
+
+def save_trained(
+    path: Path,
+    algo: str,
+    args: argparse.Namespace,
+    flags: tuple[str, ...],
+    model: nn.Module,
+    rng: np.random.Generator,
+    facts: dict[str, float],
+) -> None:
+    """``--weights``: the trained model, the values of the training ``flags``, the training
+    ``facts`` and the random state after training (a seqrl checkpoint of ``algo``: tensors and
+    JSON, read with ``weights_only=True``)."""
+    save_checkpoint(
+        path,
+        algo=algo,
+        config={name: getattr(args, name) for name in flags},
+        step=0,
+        state={"model": model.state_dict()},
+        rng=capture_rng({"checks": rng}),
+        extra=facts,
+    )
+    print(f"saved the trained model to {path}", flush=True)
+
+
+def load_trained(
+    path: Path,
+    algo: str,
+    args: argparse.Namespace,
+    flags: tuple[str, ...],
+    model: nn.Module,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """Load what :func:`save_trained` wrote into ``model``, ``rng`` and torch's random state, so
+    that the held-out windows and sampled rollouts are those of the run that trained it; the
+    training facts. Exits 2 naming the flag when the file was trained with another value."""
+    try:
+        ckpt = load_checkpoint(path, algo=algo)
+        for name in flags:
+            if ckpt.config.get(name) != getattr(args, name):
+                flag = "--" + name.replace("_", "-")
+                print(
+                    f"error: --weights {path}: trained with {flag} {ckpt.config.get(name)}, "
+                    f"not {getattr(args, name)}",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2)
+        load_state(model, ckpt.state["model"], what="the model", path=path)
+        restore_rng(ckpt.rng, {"checks": rng})
+    except CheckpointError as exc:
+        print(f"error: --weights {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"loaded the trained model from {path} (no training)", flush=True)
+    return {name: float(value) for name, value in ckpt.extra.items()}
 
 
 def publish(args: argparse.Namespace, markdown: str, doc: Path) -> None:

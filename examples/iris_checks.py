@@ -41,9 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from seqrl.backbone import TransformerConfig
-from seqrl.checkpoint import capture_rng, load_checkpoint, load_state, restore_rng, save_checkpoint
 from seqrl.data import SequenceSampler, TrajectoryDataset
-from seqrl.errors import CheckpointError
 from seqrl.trainer import precision_dtype
 from seqrl.training import seed_everything, update
 from seqrl.world_models.evaluation import WorldModelReport, evaluate_world_model
@@ -63,8 +61,10 @@ from _wm_checks_common import (  # noqa: E402
     add_common_arguments,
     collect,
     held_out_windows,
+    load_trained,
     publish,
     report_markdown,
+    save_trained,
 )
 
 DOC = ROOT / "docs" / "iris.md"
@@ -93,7 +93,6 @@ TRAINING_FLAGS = (
     "reconstruction",
     "precision",
 )
-TRAINING_FACTS = ("train_seconds", "tokenizer_seconds", "tokenizer_updates")
 
 
 def paper_iris(args: argparse.Namespace) -> IRISConfig:
@@ -191,7 +190,8 @@ def train_model(
     device: torch.device,
 ) -> dict[str, float]:
     """The tokenizer alone, then the world model (each preceded by ``--tokenizer-ratio``
-    tokenizer updates); returns the facts in ``TRAINING_FACTS``."""
+    tokenizer updates); returns the training seconds (all, tokenizer alone) and the tokenizer
+    updates done."""
     tok_opt, tok_clip = _adam(model, "tokenizer")
     wm_opt, wm_clip = _adam(model, "world_model")
     tok_spec, wm_spec = model.training_spec("tokenizer"), model.training_spec("world_model")
@@ -237,52 +237,6 @@ def train_model(
     }
 
 
-def save_trained(
-    path: Path,
-    args: argparse.Namespace,
-    model: IRIS,
-    rng: np.random.Generator,
-    facts: dict[str, float],
-) -> None:
-    """``--weights``: the trained model, the training flags, the facts and the random state (a
-    seqrl checkpoint: tensors and JSON, read with ``weights_only=True``)."""
-    save_checkpoint(
-        path,
-        algo="iris-checks",
-        config={name: getattr(args, name) for name in TRAINING_FLAGS},
-        step=args.updates,
-        state={"model": model.state_dict()},
-        rng=capture_rng({"checks": rng}),
-        extra=facts,
-    )
-    print(f"saved the trained model to {path}", flush=True)
-
-
-def load_trained(
-    path: Path, args: argparse.Namespace, model: IRIS, rng: np.random.Generator
-) -> dict[str, float]:
-    """Load what :func:`save_trained` wrote into ``model`` and ``rng`` (and torch's random
-    state); exit 2 naming the flag when the file was trained with other flags."""
-    try:
-        ckpt = load_checkpoint(path, algo="iris-checks")
-        for name in TRAINING_FLAGS:
-            if ckpt.config.get(name) != getattr(args, name):
-                flag = "--" + name.replace("_", "-")
-                print(
-                    f"error: --weights {path}: trained with {flag} {ckpt.config.get(name)}, "
-                    f"not {getattr(args, name)}",
-                    file=sys.stderr,
-                )
-                raise SystemExit(2)
-        load_state(model, ckpt.state["model"], what="the model", path=path)
-        restore_rng(ckpt.rng, {"checks": rng})
-    except CheckpointError as exc:
-        print(f"error: --weights {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(f"loaded the trained model from {path} (no training)", flush=True)
-    return {name: float(ckpt.extra[name]) for name in TRAINING_FACTS}
-
-
 def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     """Collect, train the tokenizer then the world model (or load them: ``--weights``),
     evaluate; the report and run facts."""
@@ -297,11 +251,11 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     sizes = {name: parameters(part) for name, part in model.components().items()}
     print(f"parameters: {sizes}", flush=True)
     if args.weights is not None and args.weights.exists():
-        trained = load_trained(args.weights, args, model, rng)
+        trained = load_trained(args.weights, "iris-checks", args, TRAINING_FLAGS, model, rng)
     else:
         trained = train_model(args, model, train, rng, device)
         if args.weights is not None:
-            save_trained(args.weights, args, model, rng, trained)
+            save_trained(args.weights, "iris-checks", args, TRAINING_FLAGS, model, rng, trained)
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
     held_out = held_out.to(device)
@@ -416,13 +370,6 @@ def main() -> None:
         action="store_true",
         help="the tokenizer's cache_tokens: with --tokenizer-ratio 0 the GPT's batches encode "
         "each training frame once (the same tokens, much faster on the CPU)",
-    )
-    parser.add_argument(
-        "--weights",
-        type=Path,
-        metavar="FILE",
-        help="keep the trained model here: written after training, read instead of training "
-        "when it exists (same training flags; e.g. to score more --samples)",
     )
     parser.add_argument(
         "--precision",

@@ -13,6 +13,8 @@ table into the ``checks-<game>`` section of ``docs/twm.md``::
     python examples/twm_checks.py --game Boxing --frames 3000 --pretrain 500 --updates 1500 --samples 16
 
 About 20 to 30 minutes on one loaded CPU core with these settings.
+``--weights FILE`` keeps the trained model (as in ``iris_checks.py``): scored again later, e.g.
+with more ``--samples``, without training.
 """
 
 from __future__ import annotations
@@ -41,11 +43,27 @@ from _wm_checks_common import (  # noqa: E402
     add_common_arguments,
     collect,
     held_out_windows,
+    load_trained,
     publish,
     report_markdown,
+    save_trained,
 )
 
 DOC = ROOT / "docs" / "twm.md"
+# the flags that decide the trained weights: a --weights file must have been trained with these
+TRAINING_FLAGS = (
+    "game",
+    "frames",
+    "seed",
+    "pretrain",
+    "updates",
+    "batch_size",
+    "seq_len",
+    "burn_in",
+    "latents",
+    "channels",
+    "lr",
+)
 
 
 def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
@@ -75,19 +93,25 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     )
     meta = train.metadata
     model = build_world_model(cfg, meta.observation_space, meta.action_space)
-    spec = model.training_spec("world_model")
-    opt = torch.optim.Adam(
-        model.parameters(), lr=spec.lr, eps=spec.eps, weight_decay=spec.weight_decay
-    )
-    sampler = SequenceSampler(train, seq_len=args.seq_len, burn_in=args.burn_in)
-    train_start = time.time()
-    for step in range(args.pretrain + args.updates):
-        batch = sampler.sample(args.batch_size, rng)
-        loss_fn = model.pretrain_loss if step < args.pretrain else model.loss
-        metrics = update(loss_fn, batch, opt, clip_norm=spec.clip_norm)
-        if step % 100 == 0:
-            shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "z_ce")}
-            print(f"update {step}: {shown}", flush=True)
+    if args.weights is not None and args.weights.exists():
+        trained = load_trained(args.weights, "twm-checks", args, TRAINING_FLAGS, model, rng)
+    else:
+        spec = model.training_spec("world_model")
+        opt = torch.optim.Adam(
+            model.parameters(), lr=spec.lr, eps=spec.eps, weight_decay=spec.weight_decay
+        )
+        sampler = SequenceSampler(train, seq_len=args.seq_len, burn_in=args.burn_in)
+        train_start = time.time()
+        for step in range(args.pretrain + args.updates):
+            batch = sampler.sample(args.batch_size, rng)
+            loss_fn = model.pretrain_loss if step < args.pretrain else model.loss
+            metrics = update(loss_fn, batch, opt, clip_norm=spec.clip_norm)
+            if step % 100 == 0:
+                shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "z_ce")}
+                print(f"update {step}: {shown}", flush=True)
+        trained = {"train_seconds": time.time() - train_start}
+        if args.weights is not None:
+            save_trained(args.weights, "twm-checks", args, TRAINING_FLAGS, model, rng, trained)
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
     report = evaluate_world_model(
@@ -96,7 +120,7 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     facts = {
         "train_frames": train.num_steps,
         "test_windows": held_out.batch_size,
-        "train_seconds": time.time() - train_start,
+        **trained,
         "total_seconds": time.time() - start,
     }
     return report, facts
