@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -209,49 +210,60 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def save_trained(
-    path: Path,
-    algo: str,
-    args: argparse.Namespace,
-    flags: tuple[str, ...],
-    model: nn.Module,
-    rng: np.random.Generator,
-    facts: dict[str, float],
-) -> None:
-    """``--weights``: the trained model, the values of the training ``flags``, the training
-    ``facts`` and the random state after training (a seqrl checkpoint of ``algo``: tensors and
-    JSON, read with ``weights_only=True``)."""
-    save_checkpoint(
-        path,
-        algo=algo,
-        config={name: getattr(args, name) for name in flags},
-        step=0,
-        state={"model": model.state_dict()},
-        rng=capture_rng({"checks": rng}),
-        extra=facts,
-    )
-    print(f"saved the trained model to {path}", flush=True)
+# flags that decide how a trained model is scored, not how it trains: a --weights file may be
+# scored under other values of these (and of each script's ``same_training``)
+SCORING_FLAGS = (
+    "context",
+    "horizon",
+    "test_windows",
+    "samples",
+    "data",
+    "section",
+    "no_write",
+    "weights",
+)
 
 
-def load_trained(
-    path: Path,
-    algo: str,
+def train_or_load(
     args: argparse.Namespace,
-    flags: tuple[str, ...],
+    algo: str,
     model: nn.Module,
     rng: np.random.Generator,
+    train: Callable[[], dict[str, float]],
+    same_training: tuple[str, ...] = (),
 ) -> dict[str, float]:
-    """Load what :func:`save_trained` wrote into ``model``, ``rng`` and torch's random state, so
-    that the held-out windows and sampled rollouts are those of the run that trained it; the
-    training facts. Exits 2 naming the flag when the file was trained with another value."""
+    """``train()`` the model and return its facts (training seconds ...), keeping the result in
+    ``--weights`` when given; or, when that file exists, load it instead of training.
+
+    The file is a seqrl checkpoint of ``algo`` (tensors and JSON, read with ``weights_only=True``):
+    the model, the facts, the random state after training (restored into ``rng`` and torch, so
+    that the held-out windows and sampled rollouts are those of the run that trained it) and
+    every flag but ``SCORING_FLAGS`` and ``same_training`` (flags that leave the trained weights
+    as they are). Loading under another value of one of those flags exits 2 naming it."""
+    path = args.weights
+    kept = {k: v for k, v in vars(args).items() if k not in SCORING_FLAGS + same_training}
+    if path is None or not path.exists():
+        facts = train()
+        if path is not None:
+            save_checkpoint(
+                path,
+                algo=algo,
+                config=kept,
+                step=0,
+                state={"model": model.state_dict()},
+                rng=capture_rng({"checks": rng}),
+                extra=facts,
+            )
+            print(f"saved the trained model to {path}", flush=True)
+        return facts
     try:
         ckpt = load_checkpoint(path, algo=algo)
-        for name in flags:
-            if ckpt.config.get(name) != getattr(args, name):
+        for name, value in kept.items():
+            if ckpt.config.get(name) != value:
                 flag = "--" + name.replace("_", "-")
                 print(
                     f"error: --weights {path}: trained with {flag} {ckpt.config.get(name)}, "
-                    f"not {getattr(args, name)}",
+                    f"not {value}",
                     file=sys.stderr,
                 )
                 raise SystemExit(2)

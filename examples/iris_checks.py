@@ -61,38 +61,14 @@ from _wm_checks_common import (  # noqa: E402
     add_common_arguments,
     collect,
     held_out_windows,
-    load_trained,
     publish,
     report_markdown,
-    save_trained,
+    train_or_load,
 )
 
 DOC = ROOT / "docs" / "iris.md"
 
 SHOWN = ("loss", "reconstruction_loss", "codebook_used", "obs_loss", "obs_accuracy")
-# the flags that decide the trained weights: a --weights file must have been trained with these
-TRAINING_FLAGS = (
-    "game",
-    "frames",
-    "seed",
-    "tokenizer_updates",
-    "updates",
-    "tokenizer_ratio",
-    "model",
-    "batch_size",
-    "tokenizer_batch_size",
-    "seq_len",
-    "vocab",
-    "embed_dim",
-    "channels",
-    "width",
-    "depth",
-    "tokenizer_lr",
-    "lr",
-    "restart_dead_codes",
-    "reconstruction",
-    "precision",
-)
 
 
 def paper_iris(args: argparse.Namespace) -> IRISConfig:
@@ -250,12 +226,14 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     print(PERCEPTUAL_NOTE, flush=True)
     sizes = {name: parameters(part) for name, part in model.components().items()}
     print(f"parameters: {sizes}", flush=True)
-    if args.weights is not None and args.weights.exists():
-        trained = load_trained(args.weights, "iris-checks", args, TRAINING_FLAGS, model, rng)
-    else:
-        trained = train_model(args, model, train, rng, device)
-        if args.weights is not None:
-            save_trained(args.weights, "iris-checks", args, TRAINING_FLAGS, model, rng, trained)
+    trained = train_or_load(
+        args,
+        "iris-checks",
+        model,
+        rng,
+        lambda: train_model(args, model, train, rng, device),
+        same_training=("device", "cache_tokens"),
+    )
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
     held_out = held_out.to(device)

@@ -43,27 +43,12 @@ from _wm_checks_common import (  # noqa: E402
     add_common_arguments,
     collect,
     held_out_windows,
-    load_trained,
     publish,
     report_markdown,
-    save_trained,
+    train_or_load,
 )
 
 DOC = ROOT / "docs" / "twm.md"
-# the flags that decide the trained weights: a --weights file must have been trained with these
-TRAINING_FLAGS = (
-    "game",
-    "frames",
-    "seed",
-    "pretrain",
-    "updates",
-    "batch_size",
-    "seq_len",
-    "burn_in",
-    "latents",
-    "channels",
-    "lr",
-)
 
 
 def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
@@ -93,9 +78,8 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
     )
     meta = train.metadata
     model = build_world_model(cfg, meta.observation_space, meta.action_space)
-    if args.weights is not None and args.weights.exists():
-        trained = load_trained(args.weights, "twm-checks", args, TRAINING_FLAGS, model, rng)
-    else:
+
+    def train_model() -> dict[str, float]:
         spec = model.training_spec("world_model")
         opt = torch.optim.Adam(
             model.parameters(), lr=spec.lr, eps=spec.eps, weight_decay=spec.weight_decay
@@ -109,9 +93,9 @@ def run(args: argparse.Namespace) -> tuple[WorldModelReport, dict[str, float]]:
             if step % 100 == 0:
                 shown = {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "z_ce")}
                 print(f"update {step}: {shown}", flush=True)
-        trained = {"train_seconds": time.time() - train_start}
-        if args.weights is not None:
-            save_trained(args.weights, "twm-checks", args, TRAINING_FLAGS, model, rng, trained)
+        return {"train_seconds": time.time() - train_start}
+
+    trained = train_or_load(args, "twm-checks", model, rng, train_model)
     model.eval()
     held_out = held_out_windows(test, args.context + args.horizon, args.test_windows, rng)
     report = evaluate_world_model(
