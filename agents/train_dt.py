@@ -113,7 +113,7 @@ class DTTrainConfig:
         default="", metadata={"help": "Minari id, D4RL HDF5 file, seqrl dataset folder"}
     )
     env: str = field(
-        default="", metadata={"help": "gymnasium id to evaluate in (default: the dataset's)"}
+        default="", metadata={"help": "gymnasium id to evaluate in; empty: the dataset's"}
     )
     train_context: int = field(
         default=20,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -170,17 +171,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    try:
-        return int(args.handler(args) or 0)
+        try:
+            args = parser.parse_args(list(argv) if argv is not None else None)
+        except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+            return int(exc.code or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a broken pipe shows here, not in the interpreter's last flush
+        return code
     except SeqrlError as exc:
         print(f"seqrl: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("seqrl: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`seqrl datasets list | head -1`): stop quietly
+        _drop_stdout()
+        return 128 + 13  # as a shell reports a command that SIGPIPE ended
+
+
+def _drop_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's last flush has nowhere to fail."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (captured output): nothing will flush
+        pass
 
 
 def entry_point() -> None:

@@ -16,6 +16,7 @@ kept in ``metadata.extra["skipped_infos"]``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -43,12 +44,43 @@ def is_local_minari(dataset_id: str) -> bool:
     return (minari_root() / dataset_id / "data").is_dir()
 
 
+_VERSION = re.compile(r"-v(\d+)$")
+
+
+def resolve_minari_id(dataset_id: str) -> str:
+    """``dataset_id`` itself when it ends in ``-vN``; otherwise its latest local version.
+
+    As ``gymnasium.make`` does for env ids, ``hop-r`` names the highest ``hop-r-vN`` under
+    :func:`minari_root`. Minari resolves no version for a download, so a versionless id with no
+    local version is a :class:`DataError` that says the form ids take.
+    """
+    if _VERSION.search(dataset_id):
+        return dataset_id
+    folder = minari_root() / dataset_id
+    stem = folder.name
+    versions = []
+    if folder.parent.is_dir():
+        for child in folder.parent.iterdir():
+            rest = child.name[len(stem) :] if child.name.startswith(stem) else ""
+            match = _VERSION.fullmatch(rest) if rest else None
+            if match and (child / "data").is_dir():
+                versions.append(int(match.group(1)))
+    if not versions:
+        raise DataError(
+            f"minari: dataset id '{dataset_id}' has no version and no '{dataset_id}-vN' is under "
+            f"{minari_root()}: Minari ids end in -vN (e.g. 'mujoco/hopper/medium-v0'); "
+            "`seqrl datasets list` shows the local ones"
+        )
+    return f"{dataset_id}-v{max(versions)}"
+
+
 def load_minari(
     dataset_id: str, download: bool = True, cache: str | Path | None = None
 ) -> TrajectoryDataset:
     """Load a Minari dataset by id into flat arrays (``uint8`` observations stay ``uint8``).
 
-    A local dataset loads with no network access. Otherwise, when ``download``, it is fetched
+    An id without ``-vN`` names its latest local version (:func:`resolve_minari_id`). A local
+    dataset loads with no network access. Otherwise, when ``download``, it is fetched
     through ``minari.download_dataset``; failing that (offline, unknown id) a :class:`DataError`
     says how to get the data. With ``cache`` (a folder), the flat arrays are saved there in
     seqrl's format on the first load and memory-mapped from it afterwards (for large image
@@ -59,6 +91,7 @@ def load_minari(
     if cache is not None and (Path(cache) / FORMAT_FILE).is_file():
         return TrajectoryDataset.load(cache)
 
+    dataset_id = resolve_minari_id(dataset_id)
     if not is_local_minari(dataset_id):
         if not download:
             raise DataError(

@@ -10,6 +10,9 @@ accepts both modes.
 
 from __future__ import annotations
 
+import os
+import sys
+import textwrap
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -53,7 +56,31 @@ def route_mujoco_warnings() -> None:
         import mujoco
     except ImportError:
         return
+    except Exception as exc:  # noqa: BLE001 - mujoco sets up MUJOCO_GL's OpenGL at import
+        gl = os.environ.get("MUJOCO_GL")
+        reason = textwrap.shorten(f"{type(exc).__name__}: {exc}", 120)
+        if gl is None:
+            raise SeqrlError(f"cannot import mujoco ({reason})") from None
+        raise SeqrlError(
+            f"cannot import mujoco with MUJOCO_GL={gl} ({reason}): that OpenGL library is missing; "
+            "set MUJOCO_GL to another of egl, osmesa, glfw"
+        ) from None
     mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def headless_mujoco_gl() -> None:
+    """Render MuJoCo without a display: on Linux, when neither ``DISPLAY`` nor ``WAYLAND_DISPLAY``
+    is set and the user chose no ``MUJOCO_GL``, choose EGL (``MUJOCO_GL=egl``; a GPU's or Mesa's
+    software EGL). gymnasium's own fallback tries GLFW first, which fails without a display, so
+    a headless ``render()`` failed unless the user knew to set the variable. Must run before
+    mujoco is imported; a choice the user made is never changed.
+    """
+    if sys.platform != "linux" or "MUJOCO_GL" in os.environ:
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return
+    os.environ["MUJOCO_GL"] = "egl"
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
 def _mujoco_warning(message: str) -> None:
@@ -86,6 +113,8 @@ def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None
             {} if cfg.max_episode_steps is None else {"max_episode_steps": cfg.max_episode_steps}
         )
         if "mujoco" in str(gym.spec(cfg.id).entry_point):
+            if render_mode is not None:
+                headless_mujoco_gl()
             route_mujoco_warnings()
         return gym.make(cfg.id, render_mode=render_mode, **kwargs)
     except gym.error.DependencyNotInstalled as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -36,9 +37,8 @@ class FrameRecorder(gym.Wrapper):
                 if "OpenGL" in str(exc)
                 else ""
             )
-            raise SeqrlError(
-                f"cannot render {name}: {str(exc).splitlines()[0][:100]}{hint}"
-            ) from None
+            reason = textwrap.shorten(str(exc).splitlines()[0] if str(exc) else repr(exc), 160)
+            raise SeqrlError(f"cannot render {name}: {reason}{hint}") from None
         self.frames.append(np.asarray(frame, dtype=np.uint8))
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:

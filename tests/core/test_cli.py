@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,22 @@ def test_python_dash_m_and_console_script() -> None:
         [sys.executable, "-m", "seqrl", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("seqrl ")
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    # `seqrl datasets list | head -1` where head has already gone: the read end is closed
+    # before seqrl writes, so its output meets a broken pipe; it must exit as SIGPIPE would
+    # (141), without a traceback or an "Exception ignored" from the interpreter's last flush
+    read, write = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seqrl", "datasets", "list"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MINARI_DATASETS_PATH": str(tmp_path)},
+    )
+    os.close(write)
+    os.close(read)
+    _, err = process.communicate(timeout=120)
+    assert err == ""
+    assert process.returncode == 141

@@ -92,6 +92,25 @@ def test_namespaced_id_and_folder_path(no_network: None, _minari_root: Path) -> 
     assert_same(load_dataset(_minari_root / "seqrl/pendulum/random-v1"), make_dataset())
 
 
+def test_an_id_without_version_names_the_latest_local_one(
+    no_network: None, _minari_root: Path
+) -> None:
+    older = make_dataset()
+    write_minari(older, "seqrl/hop/mixed-v0")
+    newer = TrajectoryDataset.from_trajectories(list(older)[:2], older.metadata)
+    write_minari(newer, "seqrl/hop/mixed-v2")
+    write_minari(older, "seqrl/hop/mixed-expert-v7")  # another name that shares the prefix
+    assert len(load_dataset("seqrl/hop/mixed")) == 2  # v2, not v0 nor mixed-expert-v7
+    assert (
+        load_minari("seqrl/hop/mixed").metadata.name
+        == load_minari("seqrl/hop/mixed-v2").metadata.name
+    )
+    # with no local version, the error says the form ids take (Minari cannot download it either)
+    with pytest.raises(DataError, match=r"'seqrl/hop/expert' has no version .* end in -vN"):
+        load_dataset("seqrl/hop/expert")
+    assert main(["datasets", "info", "nope"]) == 1
+
+
 def test_existing_id_and_interrupted_write(
     monkeypatch: pytest.MonkeyPatch, _minari_root: Path
 ) -> None:

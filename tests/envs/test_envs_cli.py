@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -10,6 +13,7 @@ import pytest
 import torch
 from seqrl.checkpoint import save_checkpoint
 from seqrl.cli import main
+from seqrl.envs.factory import headless_mujoco_gl
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -94,6 +98,57 @@ def test_rollout_video(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixtur
         frames = imageio.mimread(video, memtest=False)
         assert 2 <= len(frames) <= sum(lengths) + 2 and frames[0].shape[:2] == (400, 600)
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left
+
+
+def _headless_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _DISPLAY_VARIABLES}
+    return {**env, **extra}
+
+
+_DISPLAY_VARIABLES = ("DISPLAY", "WAYLAND_DISPLAY", "MUJOCO_GL", "PYOPENGL_PLATFORM")
+
+
+def test_rollout_records_mujoco_without_a_display(tmp_path: Path) -> None:
+    # no display and no MUJOCO_GL: gymnasium's own fallback (GLFW first) fails here; seqrl
+    # chooses EGL. A subprocess, so no earlier test has bound PyOpenGL to a platform.
+    video = tmp_path / "hopper.gif"
+    argv = ["rollout", "random", "--env", "Hopper-v5", "--episodes", "1", "--quiet"]
+    done = subprocess.run(
+        [sys.executable, "-m", "seqrl", *argv, "--video", str(video)],
+        capture_output=True,
+        text=True,
+        env=_headless_env(),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    frames = imageio.mimread(video, memtest=False)
+    assert len(frames) >= 2 and frames[0].shape[:2] == (480, 480)
+    # a MUJOCO_GL whose library is missing: one line naming the variable, not a traceback
+    done = subprocess.run(
+        [sys.executable, "-m", "seqrl", *argv, "--video", str(tmp_path / "x.gif")],
+        capture_output=True,
+        text=True,
+        env=_headless_env(MUJOCO_GL="osmesa"),
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("seqrl: error: cannot import mujoco with MUJOCO_GL=osmesa")
+    assert "Traceback" not in done.stderr and not (tmp_path / "x.gif").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "chosen"),
+    [({}, "egl"), ({"DISPLAY": ":0"}, None), ({"MUJOCO_GL": "glfw"}, "glfw")],
+)
+def test_headless_rendering_choice_respects_a_display_and_the_users_choice(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], chosen: str | None
+) -> None:
+    for name in _DISPLAY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    headless_mujoco_gl()
+    assert os.environ.get("MUJOCO_GL") == chosen
 
 
 def test_rollout_atari_gif(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
