@@ -32,6 +32,8 @@ from seqrl.protocols import Agent
 POLICY_LOADERS: dict[str, str] = {
     "dt": "seqrl.agents.dt:agent_from_checkpoint",
     "mlp-policy": "seqrl.agents.mlp_policy:agent_from_checkpoint",
+    "twm": "seqrl.world_models.train_twm:agent_from_checkpoint",
+    "iris": "seqrl.world_models.train_iris:agent_from_checkpoint",
 }
 """Checkpoint ``algo`` -> ``"module:function"`` building its agent, e.g.
 ``"dt": "seqrl.agents.dt:agent_from_checkpoint"``."""
@@ -135,6 +137,29 @@ def _factory(algo: str, path: Path | None) -> AgentFactory:
         ) from None
 
 
+def checkpoint_spec(spec: str) -> tuple[Path, str | None]:
+    """``PATH`` or ``PATH@ARG`` of a seqrl checkpoint spec -> (path, arg); UsageError (one
+    line) unless the path exists. ``random`` and ``sb3:`` specs are not checkpoint specs."""
+    path, arg = spec, None
+    if not Path(spec).exists() and "@" in spec:  # PATH@ARG, e.g. a DT checkpoint and its target
+        path, _, arg = spec.rpartition("@")
+    if not Path(path).exists():
+        raise UsageError(
+            f"policy '{spec}': not 'random', 'sb3:PATH' or an existing seqrl checkpoint"
+        )
+    return Path(path), arg
+
+
+def trained_env_config(spec: str) -> dict[str, Any] | None:
+    """The env protocol a seqrl checkpoint was trained in, when its config holds a whole
+    :class:`~seqrl.envs.EnvConfig` as ``env`` (world-model runs), as a dict; else None
+    (``random``, ``sb3:`` and offline agents, whose data fixed the protocol)."""
+    if spec == "random" or spec.startswith("sb3:"):
+        return None
+    env = load_checkpoint(checkpoint_spec(spec)[0]).config.get("env")
+    return env if isinstance(env, dict) else None
+
+
 def load_policy(
     spec: str, env: EnvSpaces | VectorEnv, *, device: str = "cpu", seed: int | None = None
 ) -> Agent:
@@ -165,14 +190,8 @@ def load_policy(
         agent = SB3Agent(model, algo=algo or None, device=device)
         check_spaces(agent.observation_space, agent.action_space, env, f"SB3 model {model}")
         return agent
-    path, arg = spec, None
-    if not Path(spec).exists() and "@" in spec:  # PATH@ARG, e.g. a DT checkpoint and its target
-        path, _, arg = spec.rpartition("@")
-    if not Path(path).exists():
-        raise UsageError(
-            f"policy '{spec}': not 'random', 'sb3:PATH' or an existing seqrl checkpoint"
-        )
-    checkpoint = load_checkpoint(Path(path), map_location=device)
+    path, arg = checkpoint_spec(spec)
+    checkpoint = load_checkpoint(path, map_location=device)
     obs_space, act_space = (
         checkpoint.extra.get("observation_space"),
         checkpoint.extra.get("action_space"),

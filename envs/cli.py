@@ -6,9 +6,12 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+from seqrl.config import from_dict, to_dict
 from seqrl.envs.atari import is_atari
 from seqrl.envs.config import ATARI_PRESETS, EnvConfig, atari_preset
 from seqrl.envs.evaluate import evaluate
@@ -37,7 +40,10 @@ def _add_common(parser: argparse.ArgumentParser, default_envs: str) -> None:
         "--episodes", type=int, required=True, metavar="N", help="complete episodes to play"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the first reset (env i gets seed + i)"
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the first reset (env i gets seed + i) and of the policy's sampling",
     )
     parser.add_argument(
         "--num-envs",
@@ -49,8 +55,9 @@ def _add_common(parser: argparse.ArgumentParser, default_envs: str) -> None:
     parser.add_argument(
         "--atari-preset",
         choices=sorted(ATARI_PRESETS),
-        default="dqn",
-        help="Atari protocol preset (ALE ids only)",
+        default=None,
+        help="Atari protocol preset (ALE ids only; default: a world-model checkpoint's own "
+        "protocol, else dqn)",
     )
     parser.add_argument(
         "--backend",
@@ -90,13 +97,15 @@ def _env_config(args: argparse.Namespace, default_envs: int) -> EnvConfig:
     if num_envs < 1:
         raise UsageError(f"--num-envs must be >= 1, got {num_envs}")
     check_env_id(args.env)
-    return EnvConfig(
-        id=args.env,
-        num_envs=num_envs,
-        seed=args.seed,
-        atari=atari_preset(args.atari_preset),
-        backend=args.backend,
-    )
+    from seqrl.agents.policies import trained_env_config
+
+    # a world-model agent acts in the protocol it was trained in (frame size, MinAtar images,
+    # Atari preset, time limit); other policies get the defaults and --atari-preset
+    trained = trained_env_config(args.policy)
+    base = from_dict(EnvConfig, trained, where=f"{args.policy}: env") if trained else EnvConfig()
+    if args.atari_preset is not None or not trained:
+        base = replace(base, atari=atari_preset(args.atari_preset or "dqn"))
+    return replace(base, id=args.env, num_envs=num_envs, seed=args.seed, backend=args.backend)
 
 
 def _check_out_path(path: Path) -> None:
@@ -123,6 +132,7 @@ def eval_command(args: argparse.Namespace) -> int:
         agent = load_policy(
             args.policy, EnvSpaces.of(vec_env, cfg.id), device=args.device, seed=args.seed
         )
+        torch.manual_seed(args.seed)  # policies that sample with torch's generator
         result = evaluate(
             agent,
             vec_env,
@@ -139,7 +149,13 @@ def eval_command(args: argparse.Namespace) -> int:
     if out is not None:
         payload = {
             "policy": args.policy,
-            "atari_preset": args.atari_preset if is_atari(cfg.id) else None,
+            # the preset whose protocol was played (None: another, e.g. a checkpoint's own)
+            "atari_preset": next(
+                (name for name in sorted(ATARI_PRESETS) if atari_preset(name) == cfg.atari), None
+            )
+            if is_atari(cfg.id)
+            else None,
+            "env": to_dict(cfg),
         }
         payload.update(result.to_dict())
         atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
@@ -173,6 +189,7 @@ def rollout_command(args: argparse.Namespace) -> int:
         agent = load_policy(
             args.policy, EnvSpaces.of(vec_env, cfg.id), device=args.device, seed=args.seed
         )
+        torch.manual_seed(args.seed)  # policies that sample with torch's generator
         played = run_episodes(
             agent,
             vec_env,

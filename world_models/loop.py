@@ -166,6 +166,96 @@ class Learner:
     frame_stack: int
 
 
+def build_models(
+    cfg: Any,
+    observation_space: Any,
+    action_space: Any,
+    build_world_model: Callable[[Any, Any, Any], torch.nn.Module],
+    device: torch.device,
+) -> tuple[Any, Any]:
+    """The world model of ``cfg.world_model`` and the actor-critic that acts on its features."""
+    from seqrl.agents.actor_critic import ActorCritic
+
+    world_model: Any = build_world_model(cfg.world_model, observation_space, action_space)
+    world_model.to(device)
+    actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
+    actor_critic.to(device)
+    return world_model, actor_critic
+
+
+def evaluation_agent(
+    cfg: Any,
+    world_model: Any,
+    actor_critic: Any,
+    device: torch.device | str,
+    temperature: float | None = None,
+) -> Any:
+    """The agent that evaluations act with: ``cfg.eval.temperature`` (or ``temperature``), no
+    exploration, its sampling seeded from ``cfg.loop.seed``; the loop's evaluations and
+    ``seqrl eval`` / ``rollout`` of a checkpoint both use it."""
+    from seqrl.world_models.agent import WorldModelAgent
+
+    return WorldModelAgent(
+        world_model,
+        actor_critic,
+        context_len=cfg.actor_critic.burn_in + 1,
+        frame_stack=int(getattr(world_model, "frame_stack", 1)),
+        temperature=cfg.eval.temperature if temperature is None else temperature,
+        seed=cfg.loop.seed + 10_000,
+        device=device,
+    )
+
+
+def policy_loader(
+    config_class: type, build_world_model: Callable[[Any, Any, Any], torch.nn.Module]
+) -> Callable[..., Any]:
+    """The policy loader (:data:`seqrl.agents.policies.POLICY_LOADERS`) of one world model's
+    checkpoints: ``seqrl eval`` and ``seqrl rollout`` then act as the loop's evaluations do.
+
+    The returned ``load(checkpoint, env, device, arg)`` rebuilds both models from the
+    checkpoint's config for ``env``'s spaces and loads their weights; ``arg`` (a policy spec
+    ``PATH@T``) is the sampling temperature, 0 for the most likely action (default: the
+    config's ``eval.temperature``).
+    """
+
+    def load(checkpoint: Any, env: Any, device: str = "cpu", arg: str | None = None) -> Any:
+        from seqrl.config import from_dict
+        from seqrl.errors import UsageError
+
+        temperature = None
+        if arg is not None:
+            try:
+                temperature = float(arg)
+            except ValueError:
+                temperature = -1.0
+            if not math.isfinite(temperature) or temperature < 0:
+                raise UsageError(
+                    f"policy '{checkpoint.path}@{arg}': the temperature after @ must be a "
+                    "number >= 0"
+                )
+        missing = [k for k in ("world_model", "actor_critic") if k not in checkpoint.state]
+        if missing:
+            raise CheckpointError(
+                f"{checkpoint.path}: this {checkpoint.algo} checkpoint holds no "
+                f"{' or '.join(missing)} weights"
+            )
+        cfg = from_dict(config_class, checkpoint.config, where=f"{checkpoint.path}: config")
+        world_model, actor_critic = build_models(
+            cfg, env.observation_space, env.action_space, build_world_model, torch.device(device)
+        )
+        where = checkpoint.path
+        load_state(world_model, checkpoint.state["world_model"], what="world model", path=where)
+        load_state(actor_critic, checkpoint.state["actor_critic"], what="actor-critic", path=where)
+        world_model.eval()
+        actor_critic.eval()
+        return evaluation_agent(cfg, world_model, actor_critic, device, temperature)
+
+    load.__doc__ = (
+        f"The policy loader of {config_class.__name__} checkpoints ({__name__}.policy_loader)."
+    )
+    return load
+
+
 def build_learner(
     cfg: Any,
     observation_space: Any,
@@ -175,12 +265,9 @@ def build_learner(
 ) -> Learner:
     """World model, actor-critic, each component's Adam (its ``TrainingSpec``) and the
     actor-critic's Adam (its parameter groups)."""
-    from seqrl.agents.actor_critic import ActorCritic
-
-    world_model: Any = build_world_model(cfg.world_model, observation_space, action_space)
-    world_model.to(device)
-    actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
-    actor_critic.to(device)
+    world_model, actor_critic = build_models(
+        cfg, observation_space, action_space, build_world_model, device
+    )
     components = world_model.components()
     specs = {name: world_model.training_spec(name) for name in components}
     optimizers: dict[str, torch.optim.Optimizer] = {
@@ -253,6 +340,7 @@ def train_world_model_agent(
     and ``actor_critic_train``, ``collect``, ``eval`` and ``loop``.
     """
     from seqrl.agents.baselines import RandomAgent
+    from seqrl.agents.policies import space_to_dict
     from seqrl.data import ReplayBuffer, SequenceSampler
     from seqrl.envs import Collector, evaluate, make_vec_env
     from seqrl.world_models.agent import WorldModelAgent
@@ -324,24 +412,16 @@ def train_world_model_agent(
     )
 
     def evaluation(episodes: int, logger: Logger, step: int) -> np.ndarray:
-        eval_agent = WorldModelAgent(
-            world_model,
-            actor_critic,
-            context_len=ac_cfg.burn_in + 1,
-            frame_stack=frame_stack,
-            temperature=cfg.eval.temperature,
-            seed=cfg.loop.seed + 10_000,
-            device=device,
-        )
+        eval_agent = evaluation_agent(cfg, world_model, actor_critic, device)
         world_model.eval()
         actor_critic.eval()
-        with torch.random.fork_rng(devices=[]):
+        seed = cfg.env.seed + 1_000_000
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # torch's generator too, so that an evaluation depends on the weights and the seed
+            # alone, as `seqrl eval CHECKPOINT --seed S` does (TWM samples latents with it)
+            torch.manual_seed(seed)
             result = evaluate(
-                eval_agent,
-                _eval_env(cfg),
-                episodes=episodes,
-                seed=cfg.env.seed + 1_000_000,
-                num_envs=cfg.eval.num_envs,
+                eval_agent, _eval_env(cfg), episodes=episodes, seed=seed, num_envs=cfg.eval.num_envs
             )
         world_model.train()
         actor_critic.train()
@@ -377,7 +457,8 @@ def train_world_model_agent(
                 "updates": updates,
                 "clock": clock,
                 "train_returns": train_returns[-1000:],
-                "observation_space_shape": list(obs_space.shape or ()),
+                "observation_space": space_to_dict(obs_space),
+                "action_space": space_to_dict(act_space),
                 "num_actions": int(world_model.num_actions),
                 "env_id": cfg.env.id,
                 "cpu_s": cpu_before + time.process_time() - start_cpu,

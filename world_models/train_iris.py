@@ -31,6 +31,7 @@ from seqrl.world_models.loop import (
     LoopResult,
     WMEvalConfig,
     WMLoopConfig,
+    policy_loader,
     register_command,
     train_world_model_agent,
 )
@@ -141,6 +142,10 @@ def train_iris(
     )
 
 
+agent_from_checkpoint = policy_loader(IRISAgentConfig, build_world_model)
+"""The policy loader for ``iris`` checkpoints (``seqrl eval`` / ``seqrl rollout``; ``PATH@T``: temperature T)."""
+
+
 def register(registry: Any) -> None:
     """Add ``seqrl train iris``."""
     register_command(
@@ -158,4 +163,11 @@ def register(registry: Any) -> None:
     )
 
 
-__all__ = ["PRESETS", "IRISAgentConfig", "iris_atari100k", "iris_minatar", "train_iris"]
+__all__ = [
+    "PRESETS",
+    "IRISAgentConfig",
+    "agent_from_checkpoint",
+    "iris_atari100k",
+    "iris_minatar",
+    "train_iris",
+]

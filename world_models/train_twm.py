@@ -30,6 +30,7 @@ from seqrl.world_models.loop import (
     LoopResult,
     WMEvalConfig,
     WMLoopConfig,
+    policy_loader,
     register_command,
     train_world_model_agent,
 )
@@ -140,6 +141,10 @@ def train_twm(
     )
 
 
+agent_from_checkpoint = policy_loader(TWMAgentConfig, build_world_model)
+"""The policy loader for ``twm`` checkpoints (``seqrl eval`` / ``seqrl rollout``; ``PATH@T``: temperature T)."""
+
+
 def register(registry: Any) -> None:
     """Add ``seqrl train twm``."""
     register_command(
@@ -154,4 +159,12 @@ def register(registry: Any) -> None:
     )
 
 
-__all__ = ["PRESETS", "TWMAgentConfig", "train_twm", "twm_atari100k", "twm_cartpole", "twm_minatar"]
+__all__ = [
+    "PRESETS",
+    "TWMAgentConfig",
+    "agent_from_checkpoint",
+    "train_twm",
+    "twm_atari100k",
+    "twm_cartpole",
+    "twm_minatar",
+]

@@ -140,11 +140,18 @@ def test_bad_input(cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert "does not fit discrete actions" in capsys.readouterr().err
     from seqrl.checkpoint import save_checkpoint
 
-    save_checkpoint(tmp_path / "other.pt", algo="twm", config={}, step=0, state={})
-    assert (
-        main(["eval", str(tmp_path / "other.pt"), "--env", "CartPole-v1", "--episodes", "1"]) != 0
-    )
-    assert "twm" in capsys.readouterr().err
+    # a checkpoint of another algorithm: where a DT's is expected, and one no agent reads
+    other = tmp_path / "other"
+    save_checkpoint(other / "checkpoints" / "last.pt", algo="twm", config={}, step=0, state={})
+    (other / "config.json").write_text("{}")
+    assert main(["train", "dt", "--resume", "--run-dir", str(other), "--quiet"]) == 1
+    assert "checkpoint of 'twm', expected 'dt'" in capsys.readouterr().err
+    save_checkpoint(tmp_path / "ppo.pt", algo="ppo", config={}, step=0, state={})
+    eval_argv = ["--env", "CartPole-v1", "--episodes", "1"]
+    assert main(["eval", str(tmp_path / "ppo.pt"), *eval_argv]) == 1
+    assert "no agent for checkpoints of algorithm 'ppo'" in capsys.readouterr().err
+    assert main(["eval", str(other), *eval_argv]) == 1  # a twm checkpoint without its weights
+    assert "twm checkpoint holds no world_model or actor_critic weights" in capsys.readouterr().err
 
 
 def test_demo_end_to_end_on_a_tiny_budget(

@@ -122,6 +122,14 @@ def test_minatar_run_is_killed_and_resumes_to_the_end(
     assert "train/world_model/obs_loss" in keys
     assert "train/actor_critic/actor_loss" in keys
     assert any("eval/return" in r for r in rows)
+    # `seqrl eval` rebuilds the agent in the run's protocol (64x64 RGB MinAtar frames in the
+    # bright palette, not the default gray ones) and, with the loop's seed, replays its final
+    # evaluation
+    out = tmp_path / "eval.json"
+    argv = ["eval", str(run), "--env", "MinAtar/Breakout-v1", "--episodes", "1", "--quiet"]
+    assert main([*argv, "--seed", "1000000", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["returns"] == result["final_returns"]
+    assert json.loads(out.read_text())["env"]["minatar"]["palette"] == "bright"
 
 
 def test_bf16_precision_autocasts_the_world_model_updates_only(

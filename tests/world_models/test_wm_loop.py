@@ -248,3 +248,45 @@ def test_env_flag_picks_the_environment(tmp_path: Path) -> None:
     assert code == 0
     assert json.loads((run / "config.json").read_text())["env"]["id"] == "Acrobot-v1"
     assert load_dataset(str(run / "dataset")).metadata.env_id == "Acrobot-v1"
+
+
+def test_eval_and_rollout_act_from_a_checkpoint_as_the_loop_evaluates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`seqrl eval RUN` rebuilds the agent from the checkpoint, in the env protocol it was
+    trained in, and with the loop's seed it plays the loop's final evaluation again."""
+    run = tmp_path / "run"
+    code = run_cli(
+        run,
+        "--preset",
+        "twm-cartpole",
+        "--collect.steps=200",
+        "--collect.prefill=100",
+        "--world_model_train.start=100",
+        "--world_model_train.pretrain=5",
+        "--actor_critic_train.start=150",
+        "--eval.every=0",
+        *TINY,
+        "--eval.final_episodes=3",
+        "--eval.num_envs=2",
+        "--env.max_episode_steps=60",
+    )
+    assert code == 0
+    final = json.loads((run / "result.json").read_text())["final_returns"]
+    out = tmp_path / "eval.json"
+    argv = ["eval", str(run), "--env", "CartPole-v1", "--episodes", "3", "--quiet"]
+    assert main([*argv, "--num-envs", "2", "--seed", "1000000", "--out", str(out)]) == 0
+    played = json.loads(out.read_text())
+    assert played["returns"] == final  # TWM samples its latents: the seed covers torch's too
+    assert played["env"]["max_episode_steps"] == 60  # the run's protocol, not CartPole's 500
+    # the temperature after @: 0 acts greedily, anything else that is not a number >= 0 is refused
+    assert main([*argv[:1], f"{run}@0", *argv[2:]]) == 0
+    capsys.readouterr()
+    assert main([*argv[:1], f"{run}@warm", *argv[2:]]) == 2
+    assert "temperature after @ must be a number >= 0" in capsys.readouterr().err
+    # an env whose spaces the agent was not trained on: one line naming both
+    assert main(["eval", str(run), "--env", "Acrobot-v1", "--episodes", "1", "--quiet"]) == 2
+    assert "observation space Box(4,), but Acrobot-v1 has Box(6,)" in capsys.readouterr().err
+    assert main(["rollout", str(run), "--env", "CartPole-v1", "--episodes", "1", "--quiet"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["episode", "env", "return", "length"] and len(rows) == 2
