@@ -17,7 +17,7 @@ An algorithm makes its checkpoints loadable by adding ``"algo": "module:function
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from seqrl.agents.baselines import SB3_ALGOS, RandomAgent, SB3Agent
 from seqrl.checkpoint import Checkpoint, load_checkpoint
+from seqrl.envs.config import EnvConfig
 from seqrl.errors import CheckpointError, UsageError
 from seqrl.protocols import Agent
 
@@ -150,14 +151,32 @@ def checkpoint_spec(spec: str) -> tuple[Path, str | None]:
     return Path(path), arg
 
 
-def trained_env_config(spec: str) -> dict[str, Any] | None:
-    """The env protocol a seqrl checkpoint was trained in, when its config holds a whole
-    :class:`~seqrl.envs.EnvConfig` as ``env`` (world-model runs), as a dict; else None
-    (``random``, ``sb3:`` and offline agents, whose data fixed the protocol)."""
-    if spec == "random" or spec.startswith("sb3:"):
-        return None
-    env = load_checkpoint(checkpoint_spec(spec)[0]).config.get("env")
-    return env if isinstance(env, dict) else None
+def policy_env_config(
+    spec: str,
+    env_id: str,
+    *,
+    num_envs: int = 1,
+    seed: int = 0,
+    atari_preset: str | None = None,
+    backend: str = "gymnasium",
+) -> EnvConfig:
+    """The env ``spec``'s policy acts in: ``env_id`` in the protocol a world-model checkpoint
+    was trained in (its config's ``env``: Atari preset, MinAtar images, time limit), else in the
+    defaults with Atari preset ``dqn``. An ``atari_preset`` given overrides either; ``seqrl
+    eval``, ``rollout`` and ``collect`` build their envs with it."""
+    from seqrl.config import from_dict
+    from seqrl.envs.config import atari_preset as preset
+
+    trained = None
+    if spec != "random" and not spec.startswith("sb3:"):
+        trained = load_checkpoint(checkpoint_spec(spec)[0]).config.get("env")
+    if isinstance(trained, dict):  # offline agents store a dataset's env id here, not a config
+        base = from_dict(EnvConfig, trained, where=f"policy '{spec}': env")
+    else:
+        base = EnvConfig(atari=preset("dqn"))
+    if atari_preset is not None:
+        base = replace(base, atari=preset(atari_preset))
+    return replace(base, id=env_id, num_envs=num_envs, seed=seed, backend=backend)
 
 
 def load_policy(

@@ -43,8 +43,9 @@ def register(registry) -> None:  # noqa: ANN001 - seqrl.cli.Registry
     collect.add_argument(
         "--atari-preset",
         choices=("dqn", "iris", "twm"),
-        default="dqn",
-        help="Atari preprocessing protocol (ALE ids only): dqn 84x84 gray x4, iris 64x64 RGB, twm 64x64 gray x4",
+        default=None,
+        help="Atari preprocessing protocol (ALE ids only): dqn 84x84 gray x4, iris 64x64 RGB, "
+        "twm 64x64 gray x4 (default: a world-model checkpoint's own protocol, else dqn)",
     )
     collect.set_defaults(handler=_collect)
 

@@ -75,7 +75,7 @@ def collect(
     noise: float = 0.0,
     num_envs: int = 1,
     seed: int = 0,
-    atari_preset: str = "dqn",
+    atari_preset: str | None = None,
 ) -> TrajectoryDataset:
     """Roll ``policy`` out for ``steps`` transitions; write it as Minari dataset ``name`` if given.
 
@@ -88,11 +88,13 @@ def collect(
         noise: exploration noise level (see :class:`NoisyAgent`).
         num_envs: envs stepped together.
         seed: env seeds (env ``i`` gets ``seed + i``) and the noise generator's seed.
-        atari_preset: the Atari preprocessing protocol for ALE ids (``dqn``, ``iris``, ``twm``).
+        atari_preset: the Atari preprocessing protocol for ALE ids (``dqn``, ``iris``, ``twm``);
+            None: a world-model checkpoint's own protocol, else ``dqn``
+            (:func:`seqrl.agents.policies.policy_env_config`).
     """
-    from seqrl.agents.policies import EnvSpaces, load_policy
-    from seqrl.envs import EnvConfig, make_vec_env, rollout
-    from seqrl.envs.config import atari_preset as atari_config
+    from seqrl.agents.policies import EnvSpaces, load_policy, policy_env_config
+    from seqrl.envs import make_vec_env, rollout
+    from seqrl.envs.config import atari_preset_name
     from seqrl.envs.scores import ref_scores_for
 
     if steps < 1:
@@ -102,7 +104,7 @@ def collect(
     dataset_id = minari_id(name) if name is not None else None
     if dataset_id is not None and is_local_minari(dataset_id):
         raise UsageError(f"--name: dataset '{dataset_id}' already exists under {minari_root()}")
-    cfg = EnvConfig(id=env_id, num_envs=num_envs, seed=seed, atari=atari_config(atari_preset))
+    cfg = policy_env_config(policy, env_id, num_envs=num_envs, seed=seed, atari_preset=atari_preset)
     vec_env = make_vec_env(cfg)
     try:
         agent: Agent = load_policy(policy, EnvSpaces.of(vec_env, env_id), seed=seed)
@@ -129,7 +131,7 @@ def collect(
             "noise": noise,
             "steps": steps,
             "seed": seed,
-            "atari": atari_preset,
+            "atari": atari_preset_name(cfg.atari),
         },
     )
     dataset = TrajectoryDataset.from_trajectories(trajectories, metadata)

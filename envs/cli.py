@@ -6,14 +6,13 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from seqrl.config import from_dict, to_dict
+from seqrl.config import to_dict
 from seqrl.envs.atari import is_atari
-from seqrl.envs.config import ATARI_PRESETS, EnvConfig, atari_preset
+from seqrl.envs.config import ATARI_PRESETS, EnvConfig, atari_preset_name
 from seqrl.envs.evaluate import evaluate
 from seqrl.envs.factory import check_env_id, make_vec_env
 from seqrl.envs.rollout import run_episodes
@@ -97,15 +96,16 @@ def _env_config(args: argparse.Namespace, default_envs: int) -> EnvConfig:
     if num_envs < 1:
         raise UsageError(f"--num-envs must be >= 1, got {num_envs}")
     check_env_id(args.env)
-    from seqrl.agents.policies import trained_env_config
+    from seqrl.agents.policies import policy_env_config
 
-    # a world-model agent acts in the protocol it was trained in (frame size, MinAtar images,
-    # Atari preset, time limit); other policies get the defaults and --atari-preset
-    trained = trained_env_config(args.policy)
-    base = from_dict(EnvConfig, trained, where=f"{args.policy}: env") if trained else EnvConfig()
-    if args.atari_preset is not None or not trained:
-        base = replace(base, atari=atari_preset(args.atari_preset or "dqn"))
-    return replace(base, id=args.env, num_envs=num_envs, seed=args.seed, backend=args.backend)
+    return policy_env_config(
+        args.policy,
+        args.env,
+        num_envs=num_envs,
+        seed=args.seed,
+        atari_preset=args.atari_preset,
+        backend=args.backend,
+    )
 
 
 def _check_out_path(path: Path) -> None:
@@ -150,11 +150,7 @@ def eval_command(args: argparse.Namespace) -> int:
         payload = {
             "policy": args.policy,
             # the preset whose protocol was played (None: another, e.g. a checkpoint's own)
-            "atari_preset": next(
-                (name for name in sorted(ATARI_PRESETS) if atari_preset(name) == cfg.atari), None
-            )
-            if is_atari(cfg.id)
-            else None,
+            "atari_preset": atari_preset_name(cfg.atari) if is_atari(cfg.id) else None,
             "env": to_dict(cfg),
         }
         payload.update(result.to_dict())

@@ -214,3 +214,8 @@ def atari_preset(name: str) -> AtariConfig:
     if name not in ATARI_PRESETS:
         raise ConfigError(f"unknown Atari preset '{name}' (choose from {', '.join(ATARI_PRESETS)})")
     return ATARI_PRESETS[name]()
+
+
+def atari_preset_name(cfg: AtariConfig) -> str | None:
+    """The name of the preset whose protocol ``cfg`` is (:data:`ATARI_PRESETS`), else None."""
+    return next((name for name in sorted(ATARI_PRESETS) if ATARI_PRESETS[name]() == cfg), None)

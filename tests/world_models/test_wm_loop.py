@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from seqrl.agents.policies import policy_env_config
 from seqrl.checkpoint import load_checkpoint
 from seqrl.cli import main
 from seqrl.config import ConfigError
 from seqrl.data import load_dataset
+from seqrl.data.collect import collect
 from seqrl.world_models import loop as loop_module
 from seqrl.world_models.loop import ComponentSchedule
 
@@ -290,3 +292,11 @@ def test_eval_and_rollout_act_from_a_checkpoint_as_the_loop_evaluates(
     assert main(["rollout", str(run), "--env", "CartPole-v1", "--episodes", "1", "--quiet"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].split() == ["episode", "env", "return", "length"] and len(rows) == 2
+    # the env protocol that eval, rollout and collect build: the run's, with the given id,
+    # number of envs and seed; other policies get the defaults
+    cfg = policy_env_config(str(run), "CartPole-v1", num_envs=3, seed=7)
+    assert (cfg.max_episode_steps, cfg.num_envs, cfg.seed) == (60, 3, 7)
+    assert policy_env_config("random", "CartPole-v1").max_episode_steps is None
+    # seqrl collect with the agent: its experience as a dataset for offline agents
+    dataset = collect("CartPole-v1", str(run), steps=150, seed=0)
+    assert dataset.num_steps == 150 and max(len(t.actions) for t in dataset) <= 60
