@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gymnasium as gym
 import numpy as np
@@ -42,6 +44,30 @@ def minari_root() -> Path:
 def is_local_minari(dataset_id: str) -> bool:
     """Whether ``dataset_id`` is a Minari dataset under :func:`minari_root`."""
     return (minari_root() / dataset_id / "data").is_dir()
+
+
+def remote_unreachable() -> str | None:
+    """Why Minari's remote cannot be reached (its host name does not resolve), else None.
+
+    The remote is ``MINARI_REMOTE`` (default ``hf://farama-minari``: Hugging Face, at
+    ``HF_ENDPOINT`` when set; ``gcp://``: Google Cloud Storage). Only name resolution is
+    checked: it fails at once offline, where a download would retry for about 25 s first.
+    """
+    remote = os.environ.get("MINARI_REMOTE", "hf://farama-minari")
+    if remote.startswith("hf://"):
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        host = urlsplit(endpoint).hostname
+    elif remote.startswith("gcp://"):
+        host = "storage.googleapis.com"
+    else:
+        return None
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        return f"no network: cannot resolve {host} ({exc.strerror or exc})"
+    return None
 
 
 _VERSION = re.compile(r"-v(\d+)$")
@@ -99,6 +125,9 @@ def load_minari(
                 f"`minari download {dataset_id}` or pass a local path"
             )
         try:
+            offline = remote_unreachable()
+            if offline:  # fail at once, not after the HTTP client's retries (about 25 s)
+                raise ConnectionError(offline)
             minari.download_dataset(dataset_id)
         except Exception as exc:  # noqa: BLE001 - any failure means: no data
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ import minari
 import numpy as np
 import pytest
 from seqrl.cli import main
+from seqrl.data import minari_source
 from seqrl.data.dataset import DatasetMetadata, TrajectoryDataset
 from seqrl.data.minari_source import load_minari, minari_root, write_minari
 from seqrl.data.sources import list_datasets, load_dataset
@@ -31,6 +33,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ConnectionError("network is unreachable")
 
     monkeypatch.setattr(minari, "download_dataset", fail)
+    # the host resolves (as on a machine with DNS), so the download itself is what fails
+    monkeypatch.setattr(minari_source, "remote_unreachable", lambda: None)
 
 
 def assert_same(a: TrajectoryDataset, b: TrajectoryDataset) -> None:
@@ -142,9 +146,34 @@ def test_remote_id_is_downloaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         shutil.copytree(server / dataset_id, minari_root() / dataset_id)
 
     monkeypatch.setattr(minari, "download_dataset", download)
+    monkeypatch.setattr(minari_source, "remote_unreachable", lambda: None)  # "online"
     assert_same(load_minari("remote/ds-v0"), make_dataset())
     assert_same(load_minari("remote/ds-v0"), make_dataset())  # second time: local, no download
     assert calls == ["remote/ds-v0"]
+
+
+def test_offline_fails_at_once_without_trying_to_download(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    resolved: list[str] = []
+
+    def no_dns(host: str, *args: object, **kwargs: object) -> None:
+        resolved.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no download may be tried offline")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(minari, "download_dataset", download)
+    monkeypatch.delenv("MINARI_REMOTE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example.org")
+    with pytest.raises(DataError, match=r"no network: cannot resolve hf-mirror\.example\.org"):
+        load_dataset("mujoco/hopper/medium-v0")
+    monkeypatch.setenv("MINARI_REMOTE", "gcp://minari-datasets")
+    with pytest.raises(DataError, match=r"cannot resolve storage\.googleapis\.com"):
+        load_dataset("mujoco/hopper/medium-v0")
+    assert resolved == ["hf-mirror.example.org", "storage.googleapis.com"]
 
 
 def test_offline_or_unknown_id_says_how_to_get_the_data(no_network: None) -> None:
