@@ -57,6 +57,7 @@ class Dropout(nn.Module):
         return dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
+        """``p=...`` in the module's printed form, as ``torch.nn.Dropout`` shows it."""
         return f"p={self.p}"
 
 

@@ -56,6 +56,7 @@ class MLPEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., in_dim) -> (..., out_dim); integer inputs are cast to float first."""
         return self.net(x.float())
 
 

@@ -59,6 +59,8 @@ class FeedForward(nn.Module):
             raise ValueError(f"FeedForward: unknown activation {activation!r} (relu, gelu or silu)")
 
     def forward(self, x: Tensor) -> Tensor:
+        """(..., width) -> (..., width): ``out(act(inp(x)))``, or ``out(act(gate) * value)``
+        for the GLU variants, whose input projection gives both halves."""
         h = self.inp(x)
         if self.kind == "mlp":
             return self.out(self.act(h))

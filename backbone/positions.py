@@ -21,6 +21,7 @@ class Rotary(nn.Module):
         self.head_dim, self.base = head_dim, base
 
     def forward(self, x: Tensor, positions: Tensor) -> Tensor:
+        """``x`` (B, H, n, head_dim) rotated by the angles of ``positions`` (B, n)."""
         # angles in float64 (not a buffer, which .float() would cast) so large positions stay precise
         exponent = torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=x.device)
         inv_freq = self.base ** (-exponent / self.head_dim)

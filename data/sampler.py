@@ -52,7 +52,9 @@ class StartWeights(Protocol):
 
     def __call__(self, flat_steps: np.ndarray) -> np.ndarray: ...
 
-    def update(self, chosen: np.ndarray) -> None: ...
+    def update(self, chosen: np.ndarray) -> None:
+        """Told which flat steps (B,) were drawn as starts."""
+        ...
 
 
 @dataclass
