@@ -33,7 +33,8 @@ class AggregateScores:
     Attributes:
         mean, median: of the per-game means across runs.
         iqm: interquartile (25%-trimmed) mean over all runs x games.
-        optimality_gap: mean shortfall below 1.0 (human level for HNS) over all runs x games.
+        optimality_gap: mean shortfall below ``gamma`` (1.0: human level for HNS) over all runs x
+            games.
         runs, games: the matrix shape.
     """
 
@@ -53,7 +54,7 @@ class AggregateScores:
         return out
 
 
-def _metrics(scores: np.ndarray) -> np.ndarray:
+def _metrics(scores: np.ndarray, gamma: float) -> np.ndarray:
     from rliable import metrics
 
     return np.array(
@@ -61,13 +62,18 @@ def _metrics(scores: np.ndarray) -> np.ndarray:
             metrics.aggregate_mean(scores),
             metrics.aggregate_median(scores),
             metrics.aggregate_iqm(scores),
-            metrics.aggregate_optimality_gap(scores),
+            metrics.aggregate_optimality_gap(scores, gamma),
         ]
     )
 
 
 def aggregate_scores(
-    scores: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0
+    scores: np.ndarray,
+    *,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    gamma: float = 1.0,
 ) -> AggregateScores:
     """Aggregate a ``(runs, games)`` matrix of normalized scores with stratified bootstrap CIs.
 
@@ -76,6 +82,8 @@ def aggregate_scores(
         reps: bootstrap resamples (rliable's default 50000 takes seconds per call).
         confidence: size of the confidence interval.
         seed: seeds the bootstrap, so the intervals are reproducible.
+        gamma: the score the optimality gap counts shortfalls below: 1 for human-normalized
+            Atari scores, 100 for D4RL scores (on their 0-100 scale).
     """
     from rliable import library as rly
 
@@ -92,7 +100,10 @@ def aggregate_scores(
     np.random.seed(seed)
     try:
         point, intervals = rly.get_interval_estimates(
-            {"x": scores}, _metrics, reps=reps, confidence_interval_size=confidence
+            {"x": scores},
+            lambda x: _metrics(x, gamma),
+            reps=reps,
+            confidence_interval_size=confidence,
         )
     finally:
         np.random.set_state(saved)

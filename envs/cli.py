@@ -1,4 +1,5 @@
-"""``seqrl eval`` and ``seqrl rollout``: any policy spec, any gymnasium env, one evaluator."""
+"""``seqrl eval`` and ``seqrl rollout``: any policy spec, any gymnasium env, one evaluator;
+``seqrl aggregate``: rliable's aggregates of many evaluations' normalized scores."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def _add_common(parser: argparse.ArgumentParser, default_envs: str) -> None:
 
 
 def register(registry: Any) -> None:
-    """Add ``seqrl eval`` and ``seqrl rollout`` to the CLI."""
+    """Add ``seqrl eval``, ``seqrl aggregate`` and ``seqrl rollout`` to the CLI."""
     p = registry.command(
         "eval", help="evaluate a policy: returns, confidence interval, normalized scores"
     )
@@ -81,6 +82,24 @@ def register(registry: Any) -> None:
     )
     p.add_argument("--out", metavar="PATH", help="write the results as JSON here")
     p.set_defaults(handler=eval_command)
+
+    p = registry.command(
+        "aggregate",
+        help="aggregate normalized scores of many evaluations (rliable: mean, median, IQM, "
+        "optimality gap)",
+        description="Aggregate the normalized scores of `seqrl eval --out` files, one file per "
+        "run (seed) and game, with rliable's stratified bootstrap confidence intervals: the mean "
+        "and median of the per-game means, and the interquartile mean and optimality gap over "
+        "all runs x games (Agarwal et al. 2021, arXiv 2108.13264). Every game needs the same "
+        "number of runs.",
+    )
+    p.add_argument(
+        "files", nargs="+", metavar="EVAL_JSON", help="files written by seqrl eval --out"
+    )
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--out", metavar="PATH", help="write the aggregates as JSON here")
+    p.set_defaults(handler=aggregate_command)
 
     p = registry.command("rollout", help="play a policy and record a video (.mp4 or .gif)")
     _add_common(p, "default: 1")
@@ -154,6 +173,74 @@ def eval_command(args: argparse.Namespace) -> int:
             "env": to_dict(cfg),
         }
         payload.update(result.to_dict())
+        atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def _read_evaluation(path: Path) -> tuple[str, float, tuple[str, float]]:
+    """(game, normalized mean, (normalization kind, scale)) of one ``seqrl eval --out`` file."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a seqrl eval JSON file ({exc})") from None
+    if not isinstance(data, dict) or "env_id" not in data or "returns" not in data:
+        raise UsageError(f"{path}: not a seqrl eval JSON file (no 'env_id' and 'returns')")
+    if "normalized_mean" not in data:
+        raise UsageError(
+            f"{path}: {data['env_id']} has no normalized score (Atari games get human-normalized "
+            "scores, D4RL envs D4RL scores; others need seqrl eval --dataset MINARI_ID)"
+        )
+    normalization = data.get("normalization", {})
+    kind = str(normalization.get("kind", "?"))
+    scale = float(normalization.get("scale", 1.0 if kind == "hns" else 100.0))
+    return str(data["env_id"]), float(data["normalized_mean"]), (kind, scale)
+
+
+def aggregate_command(args: argparse.Namespace) -> int:
+    """``seqrl aggregate``: print (and optionally write) rliable's aggregates of eval files."""
+    from seqrl.envs.aggregate import aggregate_scores, score_matrix
+
+    if args.reps < 1:
+        raise UsageError(f"--reps must be >= 1, got {args.reps}")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        _check_out_path(out)
+    rows = [_read_evaluation(Path(f)) for f in args.files]
+    kinds = sorted({kind for _, _, kind in rows})
+    if len(kinds) > 1:
+        mixed = ", ".join(f"{kind} (scale {scale:g})" for kind, scale in kinds)
+        raise UsageError(f"the files mix normalizations: {mixed}; aggregate one kind at a time")
+    ((kind, scale),) = kinds
+    matrix, games = score_matrix((game, score) for game, score, _ in rows)
+    # the optimality gap counts shortfalls below the scale's "solved": 1 HNS, 100 D4RL points
+    agg = aggregate_scores(matrix, reps=args.reps, seed=args.seed, gamma=scale)
+    label = {"hns": "human-normalized", "d4rl": "D4RL-normalized"}.get(kind, "normalized")
+    print(
+        f"{agg.runs} run(s) x {agg.games} game(s), {label} scores; 95% stratified bootstrap "
+        f"confidence intervals ({args.reps} resamples); optimality gap below {scale:g}"
+    )
+    for name in ("mean", "median", "iqm", "optimality_gap"):
+        iv = getattr(agg, name)
+        title = {"iqm": "IQM", "optimality_gap": "optimality gap"}.get(name, name)
+        print(f"  {title:<15} {iv.value:8.3f}   ({iv.low:.3f} .. {iv.high:.3f})")
+    per_game = matrix.mean(axis=0)
+    width = max(len(g) for g in games)
+    print("per game (mean over runs):")
+    for game, score in zip(games, per_game, strict=True):
+        print(f"  {game:<{width}}  {score:8.3f}")
+    if out is not None:
+        payload = {
+            "files": [str(f) for f in args.files],
+            "normalization": kind,
+            "scale": scale,
+            "reps": args.reps,
+            "seed": args.seed,
+            **agg.to_dict(),
+            "per_game": {g: float(v) for g, v in zip(games, per_game, strict=True)},
+        }
         atomic_write_text(out, json.dumps(payload, indent=2) + "\n")
         print(f"wrote {out}")
     return 0

@@ -123,6 +123,7 @@ class EvalResult:
                 "name": self.ref.name,
                 "low": self.ref.low,
                 "high": self.ref.high,
+                "scale": self.ref.scale,
             }
             out["normalized_mean"] = float(np.mean(norm))
             out["normalized_std"] = float(np.std(norm))

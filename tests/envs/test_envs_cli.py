@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import imageio.v2 as imageio
+import numpy as np
 import pytest
+import scipy.stats
 import torch
 from seqrl.checkpoint import save_checkpoint
 from seqrl.cli import main
@@ -248,3 +250,48 @@ def test_every_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("seqrl: error: "), (argv, err)
         assert message in lines[0], (argv, lines[0])
+
+
+def test_aggregate_gives_rliables_metrics_of_eval_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = []
+    for env in ("Hopper-v5", "Walker2d-v5"):
+        for seed in (0, 1):
+            out = tmp_path / f"{env}-{seed}.json"
+            argv = ["eval", "random", "--env", env, "--episodes", "1", "--seed", str(seed)]
+            assert main([*argv, "--quiet", "--out", str(out)]) == 0
+            files.append(out)
+    capsys.readouterr()
+    agg_file = tmp_path / "agg.json"
+    assert main(["aggregate", *map(str, files), "--reps", "200", "--out", str(agg_file)]) == 0
+    assert "2 run(s) x 2 game(s), D4RL-normalized scores" in capsys.readouterr().out
+    agg = json.loads(agg_file.read_text())
+    scores = {f.stem: json.loads(f.read_text())["normalized_mean"] for f in files}
+    hopper = [scores["Hopper-v5-0"], scores["Hopper-v5-1"]]
+    walker = [scores["Walker2d-v5-0"], scores["Walker2d-v5-1"]]
+    flat = np.array(hopper + walker)
+    assert agg["per_game"] == pytest.approx(
+        {"Hopper-v5": np.mean(hopper), "Walker2d-v5": np.mean(walker)}
+    )
+    assert agg["mean"]["value"] == pytest.approx((np.mean(hopper) + np.mean(walker)) / 2)
+    assert agg["iqm"]["value"] == pytest.approx(scipy.stats.trim_mean(flat, 0.25))
+    # D4RL scores run 0-100, so the optimality gap counts shortfalls below 100, not 1
+    assert agg["optimality_gap"]["value"] == pytest.approx(np.mean(np.maximum(100 - flat, 0)))
+    assert agg["iqm"]["low"] <= agg["iqm"]["value"] <= agg["iqm"]["high"]
+
+    # bad input: one line each, exit 2
+    (tmp_path / "cartpole.json").write_text(json.dumps({"env_id": "CartPole-v1", "returns": [9]}))
+    hns = json.loads(files[0].read_text())
+    hns["normalization"] = {"kind": "hns", "scale": 1.0}
+    (tmp_path / "hns.json").write_text(json.dumps(hns))
+    (tmp_path / "junk.json").write_text("{")
+    for argv, needle in (
+        ([str(tmp_path / "cartpole.json")], "CartPole-v1 has no normalized score"),
+        ([str(files[0]), str(tmp_path / "hns.json")], "the files mix normalizations"),
+        ([str(files[0]), str(files[1]), str(files[2])], "every game needs the same number of runs"),
+        ([str(tmp_path / "junk.json")], "junk.json: not a seqrl eval JSON file"),
+        ([str(tmp_path / "missing.json")], "missing.json: no such file"),
+    ):
+        assert main(["aggregate", *argv]) == 2
+        assert needle in capsys.readouterr().err
