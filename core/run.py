@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from seqrl.config import save_json
 from seqrl.errors import UsageError
+from seqrl.io import atomic_write_text
 
 T = TypeVar("T")
 
@@ -139,7 +140,7 @@ class Logger:
                 for line in run.metrics_path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= resume_step
             ]
-            run.metrics_path.write_text("".join(line + "\n" for line in kept))
+            atomic_write_text(run.metrics_path, "".join(line + "\n" for line in kept))
         self._jsonl = open(run.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
         if tensorboard:
             try:

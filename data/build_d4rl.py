@@ -25,6 +25,7 @@ from seqrl.data.collect import collect, minari_id
 from seqrl.data.dataset import DatasetMetadata, TrajectoryDataset
 from seqrl.data.minari_source import is_local_minari, minari_root, write_minari
 from seqrl.errors import UsageError
+from seqrl.io import atomic_path
 
 Algo = Literal["sac", "td3", "ddpg", "ppo"]
 
@@ -41,6 +42,13 @@ def _algo_class(algo: Algo):  # noqa: ANN202 - an SB3 class
     import stable_baselines3 as sb3
 
     return {"sac": sb3.SAC, "td3": sb3.TD3, "ddpg": sb3.DDPG, "ppo": sb3.PPO}[algo]
+
+
+def _save_model(model: object, path: Path) -> None:
+    """``model.save`` (SB3) through a temporary file renamed into place: a run killed while
+    saving leaves no half-written ``.zip``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        model.save(fh)  # type: ignore[attr-defined]
 
 
 def replay_to_dataset(model: object, env_id: str, upto: int, name: str) -> TrajectoryDataset:
@@ -138,7 +146,7 @@ def build_d4rl_datasets(
     medium_steps = max(1, int(train_steps * medium_fraction))
     model.learn(total_timesteps=medium_steps)
     checkpoints = {"medium": checkpoint_dir / "medium.zip", "expert": checkpoint_dir / "expert.zip"}
-    model.save(checkpoints["medium"])
+    _save_model(model, checkpoints["medium"])
     written: dict[str, str] = {}
     if "medium-replay" in ids:
         replay = replay_to_dataset(model, env_id, medium_steps, ids["medium-replay"])
@@ -147,7 +155,7 @@ def build_d4rl_datasets(
         )
         written["medium-replay"] = ids["medium-replay"]
     model.learn(total_timesteps=train_steps - medium_steps, reset_num_timesteps=False)
-    model.save(checkpoints["expert"])
+    _save_model(model, checkpoints["expert"])
     env.close()
     for kind in ("medium", "expert"):
         collect(
