@@ -6,15 +6,24 @@ same kind of features, so :class:`WorldModelAgent` keeps the last ``context_len`
 every env, asks the world model for their features (``imagine_start``, exactly as imagination
 starts from real context) and feeds the last step's features to the policy, carrying the
 policy's recurrent state from step to step.
+
+The models of a world-model agent are built here too (:func:`build_models`, for the loop and
+for loading), with the agent evaluations act with (:func:`evaluation_agent`) and the policy
+loader that lets ``seqrl eval`` / ``rollout`` / ``collect`` play a checkpoint
+(:func:`policy_loader`).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from seqrl.checkpoint import load_state
+from seqrl.errors import CheckpointError
 from seqrl.types import TrajectoryBatch
 
 
@@ -163,3 +172,91 @@ def _to(state: Any, device: torch.device) -> Any:
     if isinstance(state, tuple | list):
         return type(state)(_to(s, device) for s in state)
     return state
+
+
+def build_models(
+    cfg: Any,
+    observation_space: Any,
+    action_space: Any,
+    build_world_model: Callable[[Any, Any, Any], torch.nn.Module],
+    device: torch.device,
+) -> tuple[Any, Any]:
+    """The world model of ``cfg.world_model`` and the actor-critic that acts on its features."""
+    from seqrl.agents.actor_critic import ActorCritic
+
+    world_model: Any = build_world_model(cfg.world_model, observation_space, action_space)
+    world_model.to(device)
+    actor_critic = ActorCritic(world_model.feature_shape, world_model.num_actions, cfg.actor_critic)
+    actor_critic.to(device)
+    return world_model, actor_critic
+
+
+def evaluation_agent(
+    cfg: Any,
+    world_model: Any,
+    actor_critic: Any,
+    device: torch.device | str,
+    temperature: float | None = None,
+) -> Any:
+    """The agent that evaluations act with: ``cfg.eval.temperature`` (or ``temperature``), no
+    exploration, its sampling seeded from ``cfg.loop.seed``; the loop's evaluations and
+    ``seqrl eval`` / ``rollout`` of a checkpoint both use it."""
+    return WorldModelAgent(
+        world_model,
+        actor_critic,
+        context_len=cfg.actor_critic.burn_in + 1,
+        frame_stack=int(getattr(world_model, "frame_stack", 1)),
+        temperature=cfg.eval.temperature if temperature is None else temperature,
+        seed=cfg.loop.seed + 10_000,
+        device=device,
+    )
+
+
+def policy_loader(
+    config_class: type, build_world_model: Callable[[Any, Any, Any], torch.nn.Module]
+) -> Callable[..., Any]:
+    """The policy loader (:data:`seqrl.agents.policies.POLICY_LOADERS`) of one world model's
+    checkpoints: ``seqrl eval`` and ``seqrl rollout`` then act as the loop's evaluations do.
+
+    The returned ``load(checkpoint, env, device, arg)`` rebuilds both models from the
+    checkpoint's config for ``env``'s spaces and loads their weights; ``arg`` (a policy spec
+    ``PATH@T``) is the sampling temperature, 0 for the most likely action (default: the
+    config's ``eval.temperature``).
+    """
+
+    def load(checkpoint: Any, env: Any, device: str = "cpu", arg: str | None = None) -> Any:
+        from seqrl.config import from_dict
+        from seqrl.errors import UsageError
+
+        temperature = None
+        if arg is not None:
+            try:
+                temperature = float(arg)
+            except ValueError:
+                temperature = -1.0
+            if not math.isfinite(temperature) or temperature < 0:
+                raise UsageError(
+                    f"policy '{checkpoint.path}@{arg}': the temperature after @ must be a "
+                    "number >= 0"
+                )
+        missing = [k for k in ("world_model", "actor_critic") if k not in checkpoint.state]
+        if missing:
+            raise CheckpointError(
+                f"{checkpoint.path}: this {checkpoint.algo} checkpoint holds no "
+                f"{' or '.join(missing)} weights"
+            )
+        cfg = from_dict(config_class, checkpoint.config, where=f"{checkpoint.path}: config")
+        world_model, actor_critic = build_models(
+            cfg, env.observation_space, env.action_space, build_world_model, torch.device(device)
+        )
+        where = checkpoint.path
+        load_state(world_model, checkpoint.state["world_model"], what="world model", path=where)
+        load_state(actor_critic, checkpoint.state["actor_critic"], what="actor-critic", path=where)
+        world_model.eval()
+        actor_critic.eval()
+        return evaluation_agent(cfg, world_model, actor_critic, device, temperature)
+
+    load.__doc__ = (
+        f"The policy loader of {config_class.__name__} checkpoints ({__name__}.policy_loader)."
+    )
+    return load

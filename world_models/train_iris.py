@@ -23,6 +23,7 @@ from typing import Any
 from seqrl.agents.actor_critic import ActorCriticConfig, ac_iris
 from seqrl.envs import EnvConfig, MinAtarConfig, atari_preset
 from seqrl.run import RunDir
+from seqrl.world_models.agent import policy_loader
 from seqrl.world_models.iris import IRISConfig, build_world_model
 from seqrl.world_models.iris_tokenizer import PERCEPTUAL_NOTE
 from seqrl.world_models.loop import (
@@ -31,7 +32,6 @@ from seqrl.world_models.loop import (
     LoopResult,
     WMEvalConfig,
     WMLoopConfig,
-    policy_loader,
     register_command,
     train_world_model_agent,
 )

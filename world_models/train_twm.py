@@ -24,13 +24,13 @@ from typing import Any
 from seqrl.agents.actor_critic import ActorCriticConfig
 from seqrl.envs import EnvConfig, atari_preset
 from seqrl.run import RunDir
+from seqrl.world_models.agent import policy_loader
 from seqrl.world_models.loop import (
     CollectConfig,
     ComponentSchedule,
     LoopResult,
     WMEvalConfig,
     WMLoopConfig,
-    policy_loader,
     register_command,
     train_world_model_agent,
 )
