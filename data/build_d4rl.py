@@ -115,10 +115,12 @@ def build_d4rl_datasets(
     seed: int = 0,
     learning_starts: int | None = None,
     num_envs: int = 1,
+    progress: bool = False,
 ) -> BuildResult:
     """Train, checkpoint, roll out and write ``{prefix}-medium``, ``-medium-replay``, ``-expert``.
 
     ``medium-replay`` needs an off-policy algorithm (a replay buffer); with ``ppo`` it is skipped.
+    ``progress`` shows SB3's progress bar while training and seqrl's while collecting.
     """
     if train_steps < 2 or dataset_steps < 1:
         raise UsageError(
@@ -144,7 +146,7 @@ def build_d4rl_datasets(
             kwargs["learning_starts"] = learning_starts
     model = cls("MlpPolicy", env, **kwargs)
     medium_steps = max(1, int(train_steps * medium_fraction))
-    model.learn(total_timesteps=medium_steps)
+    model.learn(total_timesteps=medium_steps, progress_bar=progress)
     checkpoints = {"medium": checkpoint_dir / "medium.zip", "expert": checkpoint_dir / "expert.zip"}
     _save_model(model, checkpoints["medium"])
     written: dict[str, str] = {}
@@ -154,7 +156,9 @@ def build_d4rl_datasets(
             replay, ids["medium-replay"], algorithm_name=f"SB3 {algo.upper()} replay buffer"
         )
         written["medium-replay"] = ids["medium-replay"]
-    model.learn(total_timesteps=train_steps - medium_steps, reset_num_timesteps=False)
+    model.learn(
+        total_timesteps=train_steps - medium_steps, reset_num_timesteps=False, progress_bar=progress
+    )
     _save_model(model, checkpoints["expert"])
     env.close()
     for kind in ("medium", "expert"):
@@ -165,6 +169,7 @@ def build_d4rl_datasets(
             name=ids[kind],
             num_envs=num_envs,
             seed=seed + 1,
+            progress=progress,
         )
         written[kind] = ids[kind]
     return BuildResult(dataset_ids=written, checkpoints=checkpoints)

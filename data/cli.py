@@ -47,6 +47,7 @@ def register(registry) -> None:  # noqa: ANN001 - seqrl.cli.Registry
         help="Atari preprocessing protocol (ALE ids only): dqn 84x84 gray x4, iris 64x64 RGB, "
         "twm 64x64 gray x4 (default: a world-model checkpoint's own protocol, else dqn)",
     )
+    collect.add_argument("--quiet", action="store_true", help="no progress bar")
     collect.set_defaults(handler=_collect)
 
     datasets = registry.command(
@@ -121,6 +122,7 @@ def register(registry) -> None:  # noqa: ANN001 - seqrl.cli.Registry
         "--num-envs", type=int, default=1, help="envs stepped together in the rollouts"
     )
     build.add_argument("--seed", type=int, default=0, help="training seed; rollouts use seed + 1")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(handler=_build)
 
 
@@ -139,6 +141,7 @@ def _collect(args: argparse.Namespace) -> int:
         num_envs=args.num_envs,
         seed=args.seed,
         atari_preset=args.atari_preset,
+        progress=not args.quiet,
     )
     stats = dataset_stats(dataset)
     print(
@@ -210,6 +213,7 @@ def _build(args: argparse.Namespace) -> int:
         seed=args.seed,
         learning_starts=args.learning_starts,
         num_envs=args.num_envs,
+        progress=not args.quiet,
     )
     for kind, dataset_id in result.dataset_ids.items():
         print(f"{kind}: Minari dataset '{dataset_id}'")

@@ -76,6 +76,7 @@ def collect(
     num_envs: int = 1,
     seed: int = 0,
     atari_preset: str | None = None,
+    progress: bool = False,
 ) -> TrajectoryDataset:
     """Roll ``policy`` out for ``steps`` transitions; write it as Minari dataset ``name`` if given.
 
@@ -91,6 +92,7 @@ def collect(
         atari_preset: the Atari preprocessing protocol for ALE ids (``dqn``, ``iris``, ``twm``);
             None: a world-model checkpoint's own protocol, else ``dqn``
             (:func:`seqrl.agents.policies.policy_env_config`).
+        progress: show a progress bar over the steps.
     """
     from seqrl.agents.policies import EnvSpaces, load_policy, policy_env_config
     from seqrl.envs import make_vec_env, rollout
@@ -112,7 +114,7 @@ def collect(
             agent = NoisyAgent(
                 agent, vec_env.single_action_space, noise, np.random.default_rng(seed)
             )
-        trajectories = rollout(agent, vec_env, steps=steps, seed=seed)
+        trajectories = rollout(agent, vec_env, steps=steps, seed=seed, progress=progress)
         obs_space, act_space = vec_env.single_observation_space, vec_env.single_action_space
     finally:
         vec_env.close()

@@ -279,6 +279,7 @@ def rollout(
     steps: int | None = None,
     seed: int | None = None,
     progress: bool = False,
+    desc: str = "collect",
 ) -> list[Trajectory]:
     """The trajectories of :func:`run_episodes` (exactly one of ``episodes`` / ``steps``).
 
@@ -286,7 +287,14 @@ def rollout(
     With ``steps=`` the episodes still running at the end come last per env, ``truncated=True``.
     """
     played = run_episodes(
-        agent, vec_env, episodes=episodes, steps=steps, seed=seed, record=True, progress=progress
+        agent,
+        vec_env,
+        episodes=episodes,
+        steps=steps,
+        seed=seed,
+        record=True,
+        progress=progress,
+        desc=desc,
     )
     return [episode.trajectory for episode in played if episode.trajectory is not None]
 

@@ -52,7 +52,11 @@ def test_cli_collect_list_info(capsys: pytest.CaptureFixture[str]) -> None:
         "0.1",
     ]
     assert main(argv) == 0
-    assert "wrote Minari dataset 'pend-v0'" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote Minari dataset 'pend-v0'" in captured.out
+    assert "collect:" in captured.err and "/30 [" in captured.err  # the progress bar
+    assert main([*argv[:-3], "pend-quiet", "--quiet"]) == 0
+    assert "collect:" not in capsys.readouterr().err
     assert "pend-v0" in minari.list_local_datasets()
     assert main(["datasets", "info", "pend-v0"]) == 0
     out = capsys.readouterr().out
