@@ -100,3 +100,6 @@ def test_wheel_ships_every_package(tmp_path: Path) -> None:
         assert package.replace(".", "/") + "/__init__.py" in names, package
     assert "seqrl/py.typed" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)  # the license text ships
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(metadata).decode()
