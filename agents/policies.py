@@ -176,7 +176,15 @@ def policy_env_config(
         base = EnvConfig(atari=preset("dqn"))
     if atari_preset is not None:
         base = replace(base, atari=preset(atari_preset))
-    return replace(base, id=env_id, num_envs=num_envs, seed=seed, backend=backend)
+    # the protocol is the observations' and the episodes'; how envs are stepped is this call's
+    return replace(
+        base,
+        id=env_id,
+        num_envs=num_envs,
+        seed=seed,
+        backend=backend,
+        vectorization=EnvConfig().vectorization,
+    )
 
 
 def load_policy(

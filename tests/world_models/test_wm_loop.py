@@ -272,6 +272,7 @@ def test_eval_and_rollout_act_from_a_checkpoint_as_the_loop_evaluates(
         "--eval.final_episodes=3",
         "--eval.num_envs=2",
         "--env.max_episode_steps=60",
+        "--env.vectorization=async",
     )
     assert code == 0
     final = json.loads((run / "result.json").read_text())["final_returns"]
@@ -296,6 +297,7 @@ def test_eval_and_rollout_act_from_a_checkpoint_as_the_loop_evaluates(
     # number of envs and seed; other policies get the defaults
     cfg = policy_env_config(str(run), "CartPole-v1", num_envs=3, seed=7)
     assert (cfg.max_episode_steps, cfg.num_envs, cfg.seed) == (60, 3, 7)
+    assert cfg.vectorization == "sync"  # how the run stepped its envs is not the protocol
     assert policy_env_config("random", "CartPole-v1").max_episode_steps is None
     # seqrl collect with the agent: its experience as a dataset for offline agents
     dataset = collect("CartPole-v1", str(run), steps=150, seed=0)
