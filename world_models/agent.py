@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 from seqrl.checkpoint import load_state
-from seqrl.errors import CheckpointError
+from seqrl.config import from_dict
+from seqrl.errors import CheckpointError, UsageError
 from seqrl.types import TrajectoryBatch
 
 
@@ -225,20 +226,7 @@ def policy_loader(
     """
 
     def load(checkpoint: Any, env: Any, device: str = "cpu", arg: str | None = None) -> Any:
-        from seqrl.config import from_dict
-        from seqrl.errors import UsageError
-
-        temperature = None
-        if arg is not None:
-            try:
-                temperature = float(arg)
-            except ValueError:
-                temperature = -1.0
-            if not math.isfinite(temperature) or temperature < 0:
-                raise UsageError(
-                    f"policy '{checkpoint.path}@{arg}': the temperature after @ must be a "
-                    "number >= 0"
-                )
+        temperature = None if arg is None else _temperature(arg, f"{checkpoint.path}@{arg}")
         missing = [k for k in ("world_model", "actor_critic") if k not in checkpoint.state]
         if missing:
             raise CheckpointError(
@@ -260,3 +248,14 @@ def policy_loader(
         f"The policy loader of {config_class.__name__} checkpoints ({__name__}.policy_loader)."
     )
     return load
+
+
+def _temperature(text: str, spec: str) -> float:
+    """The sampling temperature after ``@`` in a policy spec; UsageError unless a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UsageError(f"policy '{spec}': the temperature after @ must be a number >= 0")
+    return value
