@@ -30,6 +30,7 @@ from seqrl.protocols import TrainingSpec
 from seqrl.run import Logger, RunDir, progress
 from seqrl.trainer import Precision, precision_dtype
 from seqrl.training import seed_everything, select_device, update
+from seqrl.world_models.agent import WorldModelAgent, build_models, evaluation_agent
 
 
 @dataclass
@@ -175,8 +176,6 @@ def build_learner(
 ) -> Learner:
     """World model, actor-critic, each component's Adam (its ``TrainingSpec``) and the
     actor-critic's Adam (its parameter groups)."""
-    from seqrl.world_models.agent import build_models
-
     world_model, actor_critic = build_models(
         cfg, observation_space, action_space, build_world_model, device
     )
@@ -255,7 +254,6 @@ def train_world_model_agent(
     from seqrl.agents.policies import space_to_dict
     from seqrl.data import ReplayBuffer, SequenceSampler
     from seqrl.envs import Collector, evaluate, make_vec_env
-    from seqrl.world_models.agent import WorldModelAgent, evaluation_agent
     from seqrl.world_models.imagination import imagine
 
     start_time, start_cpu = time.perf_counter(), time.process_time()
