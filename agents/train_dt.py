@@ -36,8 +36,13 @@ PAPER_TARGETS: dict[str, tuple[float, ...]] = {
     "hopper": (3600.0, 1800.0),
     "halfcheetah": (12000.0, 6000.0),
     "walker2d": (5000.0, 2500.0),
+    "breakout": (90.0,),
+    "qbert": (2500.0,),
+    "pong": (20.0,),
+    "seaquest": (1450.0,),
 }
-"""Evaluation targets of the DT gym code per environment (``gym/experiment.py``)."""
+"""Evaluation targets of the DT paper per environment: the gym code's (``gym/experiment.py``
+``env_targets``) and the Atari games' (the paper's Table 8)."""
 
 
 @dataclass
@@ -349,7 +354,7 @@ def train_dt(
     env_id = cfg.env or dataset.metadata.env_id
     if not env_id:
         raise UsageError(f"--env: dataset {cfg.dataset} does not name its env; pass --env ID")
-    obs_space, act_space = dataset_spaces(dataset, env_id)
+    obs_space, act_space = dataset_spaces(dataset, env_id, frame_stack=cfg.frame_stack)
 
     model = build_model(cfg.model, obs_space, act_space)
     if cfg.model.encoder == "linear":
@@ -427,15 +432,21 @@ def train_dt(
     return model, final  # the evaluation at the last step
 
 
-def dataset_spaces(dataset: Any, env_id: str) -> tuple[Any, Any]:
-    """The observation and action spaces: the dataset's, else the env's."""
+def dataset_spaces(dataset: Any, env_id: str, frame_stack: int = 1) -> tuple[Any, Any]:
+    """The observation and action spaces the model sees: the dataset's (else the env's), with
+    ``frame_stack`` single frames per step stacked on a new first axis, as the sampler stacks
+    them and the Atari protocol's env returns them (DQN-Replay: (84, 84) -> (4, 84, 84))."""
+    import gymnasium as gym
+
     obs_space, act_space = dataset.metadata.observation_space, dataset.metadata.action_space
     if obs_space is None or act_space is None:
-        import gymnasium as gym
-
         env = gym.make(env_id)
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
+    if frame_stack > 1:
+        low = np.broadcast_to(obs_space.low, (frame_stack, *obs_space.shape))
+        high = np.broadcast_to(obs_space.high, (frame_stack, *obs_space.shape))
+        obs_space = gym.spaces.Box(low, high, dtype=obs_space.dtype)
     return obs_space, act_space
 
 

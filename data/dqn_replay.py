@@ -62,7 +62,8 @@ def load_dqn_replay(
         directory: the ``replay_logs`` folder.
         checkpoints: which checkpoint numbers to read, in order (default: all found).
         max_steps: stop after this many steps (the DT paper uses 500k of the 50M).
-        game: e.g. ``Breakout``, for the metadata (env id ``ALE/Breakout-v5``).
+        game: e.g. ``Breakout``, for the metadata (env id ``ALE/Breakout-v5``); default: the
+            game folder of the published layout ``<Game>/<run>/replay_logs``, if it is one.
         cache: a folder: load from it if it holds a seqrl dataset, else save the result there.
 
     Each checkpoint's trailing unfinished episode is kept, flagged truncated (checkpoints are not
@@ -111,8 +112,10 @@ def load_dqn_replay(
             break
     actions = np.concatenate(parts["action"]).astype(np.int64)
     episode_terminated = np.concatenate(terminated)
+    if game is None and directory.name == "replay_logs" and directory.parent.name.isdigit():
+        game = directory.parent.parent.name  # the published layout: <Game>/<run>/replay_logs
     metadata = DatasetMetadata(
-        name=f"dqn-replay-{game or directory.parent.parent.name}",
+        name=f"dqn-replay-{game or directory.name}",
         source="dqn-replay",
         location=str(directory),
         env_id=f"ALE/{game}-v5" if game else None,

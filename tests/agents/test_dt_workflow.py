@@ -238,3 +238,53 @@ def test_compiled_window_evaluation_learns_and_is_kept_in_the_checkpoint(
     agent = agent_from_checkpoint(load_checkpoint(ckpt, algo="dt"), None)
     assert agent.compile and agent.mode == "window"
     assert main(["eval", str(ckpt), "--env", "CartPole-v1", "--episodes", "2"]) == 0
+
+
+def test_paper_atari_preset_trains_on_dqn_replay_frames(tmp_path: Path) -> None:
+    """`--preset dt-paper-atari` on the DQN-Replay layout: single 84x84 frames stacked 4 per
+    step for the Nature CNN, evaluated in the DQN protocol's env, whose frames come stacked the
+    same way; the game comes from the folder names."""
+    import gzip
+
+    logs = tmp_path / "Breakout" / "1" / "replay_logs"
+    logs.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    steps = 240
+    arrays = {
+        "observation": rng.integers(0, 256, (steps, 84, 84), dtype=np.uint8),
+        "action": rng.integers(0, 4, steps).astype(np.int32),
+        "reward": (rng.random(steps) < 0.1).astype(np.float32),
+        "terminal": np.isin(np.arange(steps), (79, 159)).astype(np.uint8),
+    }
+    for key, value in arrays.items():
+        with gzip.open(logs / f"$store$_{key}_ckpt.0.gz", "wb") as fh:
+            np.save(fh, value)
+    run = tmp_path / "run"
+    argv = ["train", "dt", "--preset", "dt-paper-atari", "--dataset", str(logs)]
+    small = ["--model.backbone.depth", "1", "--model.context", "6", "--train_context", "6"]
+    budget = ["--optim.batch_size", "4", "--loop.steps", "3", "--eval.episodes", "1"]
+    eval_cap = ["--eval.max_episode_steps", "20", "--eval.targets", "5", "--quiet"]
+    assert main([*argv, *small, *budget, *eval_cap, "--run-dir", str(run)]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    extra = json.loads(ckpt["extra"])
+    assert extra["space_info"]["obs_shape"] == [4, 84, 84] and extra["env_id"] == "ALE/Breakout-v5"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/return_target_5" in r for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "targets"),
+    [
+        ("Hopper-v5", (3600.0, 1800.0)),
+        ("HalfCheetah-v5", (12000.0, 6000.0)),
+        ("ALE/Breakout-v5", (90.0,)),
+        ("ALE/Qbert-v5", (2500.0,)),
+        ("ALE/Pong-v5", (20.0,)),
+        ("ALE/Seaquest-v5", (1450.0,)),
+        ("CartPole-v1", (30.0, 12.5)),  # no paper target: the data's best and mean return
+    ],
+)
+def test_default_targets_are_the_papers(env_id: str, targets: tuple[float, ...]) -> None:
+    from seqrl.agents.train_dt import DTTrainConfig, resolve_targets
+
+    assert resolve_targets(DTTrainConfig(), env_id, np.array([30.0, 5.0, 2.5])) == targets
