@@ -153,12 +153,17 @@ class DecisionTransformer(nn.Module):
         self.cfg, self.info = cfg, info
         width = cfg.backbone.width
         image = len(info.obs_shape) == 3
+        # (H, W, C) frames (RGB or gray, e.g. the IRIS protocol's 64x64x3) go to the CNN as
+        # (C, H, W); stacked frames (4, 84, 84) are channels first already
+        self.channels_last = image and info.obs_shape[-1] in (1, 3) and info.obs_shape[0] > 4
         if cfg.encoder == "nature_cnn":
             if not image:
                 raise UsageError(
                     f"--model.encoder nature_cnn needs image observations, got shape {info.obs_shape}"
                 )
-            self.embed_obs: nn.Module = NatureCNN(info.obs_shape, out_dim=width)  # type: ignore[arg-type]
+            shape = info.obs_shape
+            chw = (shape[2], shape[0], shape[1]) if self.channels_last else shape
+            self.embed_obs: nn.Module = NatureCNN(chw, out_dim=width)  # type: ignore[arg-type]
         else:
             if image:
                 raise UsageError("image observations need --model.encoder nature_cnn")
@@ -216,8 +221,8 @@ class DecisionTransformer(nn.Module):
         return self.action_low + (unit + 1.0) * 0.5 * (self.action_high - self.action_low)
 
     def _obs_tokens(self, obs: Tensor) -> Tensor:
-        if self.cfg.encoder == "nature_cnn":
-            return self.embed_obs(obs)  # uint8 frames are scaled on the device
+        if self.cfg.encoder == "nature_cnn":  # uint8 frames are scaled on the device
+            return self.embed_obs(obs.movedim(-1, -3) if self.channels_last else obs)
         x = (obs.float() - self.obs_mean) / self.obs_std
         return self.embed_obs(x.flatten(start_dim=2))
 

@@ -160,17 +160,23 @@ def policy_env_config(
     atari_preset: str | None = None,
     backend: str = "gymnasium",
 ) -> EnvConfig:
-    """The env ``spec``'s policy acts in: ``env_id`` in the protocol a world-model checkpoint
-    was trained in (its config's ``env``: Atari preset, MinAtar images, time limit), else in the
-    defaults with Atari preset ``dqn``. An ``atari_preset`` given overrides either; ``seqrl
+    """The env ``spec``'s policy acts in: ``env_id`` in the protocol a checkpoint was trained in
+    (a world-model run's config ``env``: Atari preset, MinAtar images, time limit; a DT's
+    evaluation protocol, ``extra["env_config"]``), else in the defaults with Atari preset
+    ``dqn``. An ``atari_preset`` given overrides either; ``seqrl
     eval``, ``rollout`` and ``collect`` build their envs with it."""
     from seqrl.config import from_dict
     from seqrl.envs.config import atari_preset as preset
 
     trained = None
     if spec != "random" and not spec.startswith("sb3:"):
-        trained = load_checkpoint(checkpoint_spec(spec)[0]).config.get("env")
-    if isinstance(trained, dict):  # offline agents store a dataset's env id here, not a config
+        checkpoint = load_checkpoint(checkpoint_spec(spec)[0])
+        # world-model runs: the config's env; offline agents (whose config names only the
+        # dataset's env id there) record the protocol they were evaluated in
+        trained = checkpoint.config.get("env")
+        if not isinstance(trained, dict):
+            trained = checkpoint.extra.get("env_config")
+    if isinstance(trained, dict):
         base = from_dict(EnvConfig, trained, where=f"policy '{spec}': env")
     else:
         base = EnvConfig(atari=preset("dqn"))

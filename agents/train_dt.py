@@ -26,7 +26,7 @@ from seqrl.agents.dt import ALGO, DecisionTransformer, DTAgent, DTConfig, Infere
 from seqrl.agents.policies import space_to_dict
 from seqrl.backbone import TransformerConfig
 from seqrl.checkpoint import load_checkpoint
-from seqrl.config import add_config_arguments
+from seqrl.config import add_config_arguments, to_dict
 from seqrl.errors import UsageError
 from seqrl.run import Logger, RunDir
 from seqrl.trainer import LoopConfig, TrainState, fit
@@ -91,6 +91,14 @@ class EvalConfig:
     )
     seed: int = field(default=10_000, metadata={"help": "seed of the evaluation envs"})
     max_episode_steps: int | None = field(default=None, metadata={"help": "cap on episode length"})
+    atari_preset: Literal["dqn", "iris", "twm"] = field(
+        default="dqn",
+        metadata={
+            "help": "Atari protocol of the evaluation envs (ALE ids): dqn 84x84 gray frames "
+            "stacked 4 (DQN-Replay data), iris 64x64 RGB, twm 64x64 gray x4; it must give the "
+            "frames the data holds (seqrl collect --atari-preset)"
+        },
+    )
     compile: bool = field(
         default=False,
         metadata={
@@ -355,6 +363,7 @@ def train_dt(
     if not env_id:
         raise UsageError(f"--env: dataset {cfg.dataset} does not name its env; pass --env ID")
     obs_space, act_space = dataset_spaces(dataset, env_id, frame_stack=cfg.frame_stack)
+    env_cfg = eval_env_config(cfg, env_id, obs_space)
 
     model = build_model(cfg.model, obs_space, act_space)
     if cfg.model.encoder == "linear":
@@ -389,6 +398,7 @@ def train_dt(
             seed=cfg.eval.seed,
             device=device,
             max_episode_steps=cfg.eval.max_episode_steps,
+            env_cfg=env_cfg,
             amp_dtype=cfg.loop.amp_dtype,
             compile=cfg.eval.compile,
         )
@@ -408,6 +418,7 @@ def train_dt(
         "observation_space": space_to_dict(obs_space),
         "action_space": space_to_dict(act_space),
         "env_id": env_id,
+        "env_config": to_dict(env_cfg),  # seqrl eval / rollout act in the same protocol
         "dataset": cfg.dataset,
         "targets": list(targets),
     }
@@ -430,6 +441,28 @@ def train_dt(
         evaluate(state.step)
     model.eval()
     return model, final  # the evaluation at the last step
+
+
+def eval_env_config(cfg: DTTrainConfig, env_id: str, obs_space: Any) -> Any:
+    """The evaluation envs' config (``eval.atari_preset`` for ALE ids), checked before any
+    training: an Atari protocol whose frames are not the data's is a one-line UsageError (the
+    data layer checks only the actions of Atari data, whose frames depend on the protocol)."""
+    from seqrl.envs import EnvConfig, atari_preset, is_atari, make_env
+
+    env_cfg = EnvConfig(id=env_id, atari=atari_preset(cfg.eval.atari_preset))
+    if is_atari(env_id):
+        env = make_env(env_cfg)
+        try:
+            frames = tuple(env.observation_space.shape)
+        finally:
+            env.close()
+        if frames != tuple(obs_space.shape):
+            raise UsageError(
+                f"--eval.atari_preset {cfg.eval.atari_preset}: {env_id} gives frames {frames} "
+                f"there, but the model sees {tuple(obs_space.shape)} from the data (with "
+                f"frame_stack {cfg.frame_stack}); pick the protocol the data was recorded in"
+            )
+    return env_cfg
 
 
 def dataset_spaces(dataset: Any, env_id: str, frame_stack: int = 1) -> tuple[Any, Any]:

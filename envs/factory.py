@@ -101,7 +101,10 @@ def make_env(cfg: EnvConfig, train: bool = False, render_mode: str | None = None
     check_env_id(cfg.id)
     try:
         if is_atari(cfg.id):
-            return make_atari_env(cfg.id, cfg.atari, train=train, render_mode=render_mode)
+            env = make_atari_env(cfg.id, cfg.atari, train=train, render_mode=render_mode)
+            if cfg.max_episode_steps is not None:  # agent steps, on top of the frame cap
+                env = gym.wrappers.TimeLimit(env, max_episode_steps=cfg.max_episode_steps)
+            return env
         if is_minatar(cfg.id):
             return make_minatar_env(
                 cfg.id,

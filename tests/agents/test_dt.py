@@ -97,6 +97,30 @@ def test_image_observations() -> None:
     assert agent.act(rng.integers(0, 256, size=(2, 4, 84, 84), dtype=np.uint8)).shape == (2,)
 
 
+def test_channels_last_frames_reach_the_cnn_as_channels_first() -> None:
+    """(H, W, C) frames, as the IRIS protocol gives them (64x64 RGB): the CNN sees each frame
+    as (C, H, W), so a frame embeds as the same frame stored channels first does."""
+    from gymnasium import spaces
+
+    torch.manual_seed(0)
+    cfg = tiny(discrete=True, encoder="nature_cnn")
+    rgb = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    model = build_model(cfg, rgb, DISCRETE)
+    assert model.channels_last and model.embed_obs.obs_shape == (3, 64, 64)
+    torch.manual_seed(0)
+    first = build_model(cfg, spaces.Box(0, 255, (3, 64, 64), np.uint8), DISCRETE)
+    assert not first.channels_last
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("obs_")}
+    first.load_state_dict(weights, strict=False)  # obs_mean / obs_std: unused by the CNN
+    frames = torch.randint(0, 256, (2, 5, 64, 64, 3), dtype=torch.uint8)
+    torch.testing.assert_close(
+        model._obs_tokens(frames), first._obs_tokens(frames.permute(0, 1, 4, 2, 3))
+    )
+    agent = DTAgent(model, [5.0])
+    agent.reset(2)
+    assert agent.act(frames[:, 0].numpy()).shape == (2,)
+
+
 @pytest.mark.parametrize("attention", ["banded", "dilated"])
 @pytest.mark.parametrize("discrete", [False, True])
 def test_cached_decoding_equals_full_forward(attention: str, discrete: bool) -> None:

@@ -288,3 +288,45 @@ def test_default_targets_are_the_papers(env_id: str, targets: tuple[float, ...])
     from seqrl.agents.train_dt import DTTrainConfig, resolve_targets
 
     assert resolve_targets(DTTrainConfig(), env_id, np.array([30.0, 5.0, 2.5])) == targets
+
+
+def test_atari_frames_of_another_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Data collected in the IRIS protocol (64x64 RGB frames): the DT evaluates with
+    `--eval.atari_preset iris`; the default protocol, whose frames differ, is refused before any
+    training; `seqrl eval` of the checkpoint acts in the protocol it was evaluated in."""
+    from seqrl.data.collect import collect
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    collect("ALE/Pong-v5", "random", steps=40, name="pong-iris", atari_preset="iris")
+    base = ["train", "dt", "--preset", "dt-paper-atari", "--dataset", "pong-iris-v0"]
+    small = ["--frame_stack", "1", "--model.backbone.depth", "1", "--model.context", "4"]
+    budget = ["--train_context", "4", "--optim.batch_size", "2", "--loop.steps", "2"]
+    evaluation = ["--eval.episodes", "1", "--eval.max_episode_steps", "5", "--quiet"]
+    argv = [*base, *small, *budget, *evaluation]
+    assert main([*argv, "--run-dir", str(tmp_path / "dqn")]) == 2
+    err = capsys.readouterr().err
+    assert "--eval.atari_preset dqn: ALE/Pong-v5 gives frames (4, 84, 84)" in err
+    assert "the model sees (64, 64, 3)" in err and not (tmp_path / "dqn").exists()
+    run = tmp_path / "iris"
+    assert main([*argv, "--eval.atari_preset", "iris", "--run-dir", str(run)]) == 0
+    out = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "eval",
+                f"{run}@20",
+                "--env",
+                "ALE/Pong-v5",
+                "--episodes",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    played = json.loads(out.read_text())
+    assert played["atari_preset"] == "iris" and played["env"]["atari"]["color"] == "rgb"

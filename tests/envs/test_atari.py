@@ -133,6 +133,19 @@ def test_frame_cap_truncates() -> None:
     assert atari_preset("dqn").max_frames_eval == 108_000
 
 
+def test_max_episode_steps_caps_agent_steps() -> None:
+    # EnvConfig.max_episode_steps holds for Atari ids too (it was ignored there): agent steps,
+    # on top of the protocol's frame cap
+    env = make_env(EnvConfig(id="ALE/Pong-v5", max_episode_steps=7), train=False)
+    env.reset(seed=0)
+    truncated, steps = False, 0
+    while not truncated:
+        _, _, terminated, truncated, _ = env.step(0)
+        steps += 1
+        assert not terminated
+    assert steps == 7
+
+
 @pytest.mark.parametrize(
     ("preset", "shape"), [("dqn", (4, 84, 84)), ("iris", (64, 64, 3)), ("twm", (4, 64, 64))]
 )
