@@ -145,7 +145,11 @@ def eval_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         _check_out_path(out)
-    normalization = minari_ref_scores(args.dataset) if args.dataset else "auto"
+    normalization: Any = "auto"
+    if args.dataset:
+        from seqrl.data.minari_source import resolve_minari_id  # `hop-r`: its latest version
+
+        normalization = minari_ref_scores(resolve_minari_id(args.dataset))
     vec_env = make_vec_env(cfg, train=False)
     try:
         agent = load_policy(

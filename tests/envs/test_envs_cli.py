@@ -240,6 +240,11 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], int, str]]:
             1,
             "not available locally",
         ),
+        (
+            ["eval", "random", *base, "--dataset", "seqrltest/none/here"],
+            1,
+            "'seqrltest/none/here' has no version and no 'seqrltest/none/here-vN'",
+        ),
     ]
 
 

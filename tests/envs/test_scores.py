@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -183,3 +184,12 @@ def test_minari_ref_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert ref.normalize(60.0) == pytest.approx(50.0)
     with pytest.raises(DataError, match="not available locally"):
         minari_ref_scores("seqrltest/nothing/here-v0")
+    # seqrl eval --dataset: the CLI normalizes with them; an id without -vN is its latest version
+    from seqrl.cli import main
+
+    argv = ["eval", "random", "--env", "CartPole-v1", "--episodes", "2", "--quiet"]
+    out = tmp_path / "eval.json"
+    assert main([*argv, "--dataset", "seqrltest/cartpole/tiny", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["normalization"]["name"] == "seqrltest/cartpole/tiny-v0"
+    assert result["normalized"] == pytest.approx([(r - 10.0) for r in result["returns"]])
