@@ -170,7 +170,11 @@ class DecisionTransformer(nn.Module):
             self.embed_obs = nn.Linear(int(np.prod(info.obs_shape)), width)
         if info.discrete != (cfg.action_head == "categorical"):
             kind = "discrete" if info.discrete else "continuous"
-            raise UsageError(f"--model.action_head {cfg.action_head} does not fit {kind} actions")
+            fits = "categorical" if info.discrete else "tanh or tanh_gaussian"
+            raise UsageError(
+                f"--model.action_head {cfg.action_head} does not fit {kind} actions "
+                f"(use --model.action_head {fits})"
+            )
         self.embed_action: nn.Module = (
             nn.Embedding(info.action_dim, width)
             if info.discrete

@@ -137,7 +137,10 @@ def test_bad_input(cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*base, "--env", "Pendulum-v1", "--run-dir", str(tmp_path / "a")]) != 0
     assert "action" in capsys.readouterr().err  # the dataset's spaces do not match the env's
     assert main([*base, "--run-dir", str(tmp_path / "b")]) != 0  # tanh head on discrete actions
-    assert "does not fit discrete actions" in capsys.readouterr().err
+    assert (
+        "does not fit discrete actions (use --model.action_head categorical)"
+        in capsys.readouterr().err
+    )
     from seqrl.checkpoint import save_checkpoint
 
     # a checkpoint of another algorithm: where a DT's is expected, and one no agent reads
