@@ -36,13 +36,18 @@ PAPER_TARGETS: dict[str, tuple[float, ...]] = {
     "hopper": (3600.0, 1800.0),
     "halfcheetah": (12000.0, 6000.0),
     "walker2d": (5000.0, 2500.0),
-    "breakout": (90.0,),
-    "qbert": (2500.0,),
-    "pong": (20.0,),
-    "seaquest": (1450.0,),
 }
-"""Evaluation targets of the DT paper per environment: the gym code's (``gym/experiment.py``
-``env_targets``) and the Atari games' (the paper's Table 8)."""
+"""Evaluation targets of the DT gym code per environment (``gym/experiment.py``
+``env_targets``), for env ids that contain the name."""
+
+PAPER_ATARI_TARGETS: dict[str, tuple[float, ...]] = {
+    "Breakout": (90.0,),
+    "Qbert": (2500.0,),
+    "Pong": (20.0,),
+    "Seaquest": (1450.0,),
+}
+"""Evaluation targets of the DT paper's Atari games (its Table 8), for ALE ids only (MinAtar's
+Breakout is another game)."""
 
 
 @dataclass
@@ -233,8 +238,12 @@ PRESETS: dict[str, Callable[[], DTTrainConfig]] = {
 
 def resolve_targets(cfg: DTTrainConfig, env_id: str, returns: np.ndarray) -> tuple[float, ...]:
     """The configured targets, else the paper's for the env, else the dataset's best and mean return."""
+    from seqrl.envs import game_name, is_atari
+
     if cfg.eval.targets:
         return cfg.eval.targets
+    if is_atari(env_id) and game_name(env_id) in PAPER_ATARI_TARGETS:
+        return PAPER_ATARI_TARGETS[game_name(env_id)]
     for name, targets in PAPER_TARGETS.items():
         if name in env_id.lower().replace("-", "").replace("_", ""):
             return targets

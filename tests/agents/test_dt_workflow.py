@@ -284,6 +284,8 @@ def test_paper_atari_preset_trains_on_dqn_replay_frames(tmp_path: Path) -> None:
         ("ALE/Qbert-v5", (2500.0,)),
         ("ALE/Pong-v5", (20.0,)),
         ("ALE/Seaquest-v5", (1450.0,)),
+        ("BreakoutNoFrameskip-v4", (90.0,)),
+        ("MinAtar/Breakout-v1", (30.0, 12.5)),  # another game than Atari's Breakout
         ("CartPole-v1", (30.0, 12.5)),  # no paper target: the data's best and mean return
     ],
 )
