@@ -42,6 +42,7 @@ those are envpool's own implementations of the same tasks, not checked here agai
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -134,8 +135,11 @@ class EnvpoolVectorEnv(VectorEnv):
         self._seed = seed
         self._pool = self._make(seed)
         self._fresh = True  # nothing stepped since the pool was made
-        self.single_action_space = self._pool.single_action_space
-        space = self._pool.single_observation_space
+        with warnings.catch_warnings():
+            # envpool builds float32 Boxes from float64 bounds, and gymnasium warns at each
+            warnings.filterwarnings("ignore", message=".*precision lowered by casting")
+            self.single_action_space = self._pool.single_action_space
+            space = self._pool.single_observation_space
         if rgb_stack is not None:
             _, h, w = space.shape
             shape = (h, w, 3) if rgb_stack == 1 else (rgb_stack, h, w, 3)
