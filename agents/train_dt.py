@@ -454,23 +454,28 @@ def train_dt(
 
 def eval_env_config(cfg: DTTrainConfig, env_id: str, obs_space: Any) -> Any:
     """The evaluation envs' config (``eval.atari_preset`` for ALE ids), checked before any
-    training: an Atari protocol whose frames are not the data's is a one-line UsageError (the
-    data layer checks only the actions of Atari data, whose frames depend on the protocol)."""
+    training: an env whose observations are not what the model sees from the data is a
+    one-line UsageError (the data layer checks only the actions of Atari data, whose frames
+    depend on the protocol; and ``frame_stack`` stacks what the env may not)."""
     from seqrl.envs import EnvConfig, atari_preset, is_atari, make_env
 
     env_cfg = EnvConfig(id=env_id, atari=atari_preset(cfg.eval.atari_preset))
-    if is_atari(env_id):
-        env = make_env(env_cfg)
-        try:
-            frames = tuple(env.observation_space.shape)
-        finally:
-            env.close()
-        if frames != tuple(obs_space.shape):
-            raise UsageError(
-                f"--eval.atari_preset {cfg.eval.atari_preset}: {env_id} gives frames {frames} "
-                f"there, but the model sees {tuple(obs_space.shape)} from the data (with "
-                f"frame_stack {cfg.frame_stack}); pick the protocol the data was recorded in"
-            )
+    env = make_env(env_cfg)
+    try:
+        gives = tuple(env.observation_space.shape or ())
+    finally:
+        env.close()
+    sees = tuple(obs_space.shape)
+    if gives != sees:
+        flag = (
+            f"--eval.atari_preset {cfg.eval.atari_preset}"
+            if is_atari(env_id)
+            else f"--frame_stack {cfg.frame_stack}"
+        )
+        raise UsageError(
+            f"{flag}: {env_id} gives observations {gives}, but the model sees {sees} from the "
+            f"data (frame_stack {cfg.frame_stack}); pick the protocol the data was recorded in"
+        )
     return env_cfg
 
 

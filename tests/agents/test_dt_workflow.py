@@ -141,6 +141,11 @@ def test_bad_input(cartpole_data: Path, tmp_path: Path, capsys: pytest.CaptureFi
         "does not fit discrete actions (use --model.action_head categorical)"
         in capsys.readouterr().err
     )
+    # stacking vector observations that the env gives one at a time: refused before training
+    stacked = [*base, "--model.action_head", "categorical", "--frame_stack", "2"]
+    assert main([*stacked, "--run-dir", str(tmp_path / "c")]) == 2
+    expected = "--frame_stack 2: CartPole-v1 gives observations (4,), but the model sees (2, 4)"
+    assert expected in capsys.readouterr().err
     from seqrl.checkpoint import save_checkpoint
 
     # a checkpoint of another algorithm: where a DT's is expected, and one no agent reads
@@ -312,7 +317,7 @@ def test_atari_frames_of_another_protocol(
     argv = [*base, *small, *budget, *evaluation]
     assert main([*argv, "--run-dir", str(tmp_path / "dqn")]) == 2
     err = capsys.readouterr().err
-    assert "--eval.atari_preset dqn: ALE/Pong-v5 gives frames (4, 84, 84)" in err
+    assert "--eval.atari_preset dqn: ALE/Pong-v5 gives observations (4, 84, 84)" in err
     assert "the model sees (64, 64, 3)" in err and not (tmp_path / "dqn").exists()
     run = tmp_path / "iris"
     assert main([*argv, "--eval.atari_preset", "iris", "--run-dir", str(run)]) == 0
