@@ -52,7 +52,12 @@ def remote_unreachable() -> str | None:
     The remote is ``MINARI_REMOTE`` (default ``hf://farama-minari``: Hugging Face, at
     ``HF_ENDPOINT`` when set; ``gcp://``: Google Cloud Storage). Only name resolution is
     checked: it fails at once offline, where a download would retry for about 25 s first.
+    Behind a proxy (``HTTPS_PROXY`` / ``ALL_PROXY`` set) the proxy resolves names, so nothing is
+    checked here.
     """
+    proxies = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(name) for name in proxies):
+        return None
     remote = os.environ.get("MINARI_REMOTE", "hf://farama-minari")
     if remote.startswith("hf://"):
         endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")

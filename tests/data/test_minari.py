@@ -166,7 +166,8 @@ def test_offline_fails_at_once_without_trying_to_download(
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     monkeypatch.setattr(minari, "download_dataset", download)
-    monkeypatch.delenv("MINARI_REMOTE", raising=False)
+    for name in ("MINARI_REMOTE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.example.org")
     with pytest.raises(DataError, match=r"no network: cannot resolve hf-mirror\.example\.org"):
         load_dataset("mujoco/hopper/medium-v0")
@@ -174,6 +175,11 @@ def test_offline_fails_at_once_without_trying_to_download(
     with pytest.raises(DataError, match=r"cannot resolve storage\.googleapis\.com"):
         load_dataset("mujoco/hopper/medium-v0")
     assert resolved == ["hf-mirror.example.org", "storage.googleapis.com"]
+    # behind a proxy the proxy resolves names: no check, the download is tried
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    with pytest.raises(DataError, match="no download may be tried offline"):
+        load_dataset("mujoco/hopper/medium-v0")
+    assert len(resolved) == 2
 
 
 def test_offline_or_unknown_id_says_how_to_get_the_data(no_network: None) -> None:
