@@ -21,6 +21,7 @@ from seqrl.envs.scores import minari_ref_scores
 from seqrl.envs.video import FrameRecorder, check_video_path, write_video
 from seqrl.errors import UsageError
 from seqrl.io import atomic_write_text
+from seqrl.training import select_device
 
 POLICY_HELP = (
     "'random', 'sb3:PATH' (a Stable-Baselines3 .zip; it is unpickled, so only from a trusted "
@@ -115,6 +116,7 @@ def _env_config(args: argparse.Namespace, default_envs: int) -> EnvConfig:
     if num_envs < 1:
         raise UsageError(f"--num-envs must be >= 1, got {num_envs}")
     check_env_id(args.env)
+    select_device(args.device)  # `--device cuda` on a CPU machine: a usage error, up front
     from seqrl.agents.policies import policy_env_config
 
     return policy_env_config(

@@ -212,6 +212,7 @@ def bad_inputs(tmp_path: Path) -> list[tuple[list[str], int, str]]:
             "--episodes must be >= 1",
         ),
         (["eval", "random", *base, "--num-envs", "0"], 2, "--num-envs must be >= 1"),
+        (["eval", "random", *base, "--device", "nope"], 2, "--device: unknown device 'nope'"),
         (["eval", str(not_seqrl), *base], 1, "not a seqrl checkpoint"),
         (["eval", str(text), *base], 1, "not a seqrl checkpoint"),
         (["eval", str(tmp_path / "missing.pt"), *base], 2, "not 'random', 'sb3:PATH'"),
