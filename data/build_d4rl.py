@@ -15,6 +15,7 @@ budget, which is the knob a user can set in advance. The checkpoints are SB3 ``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,6 +43,14 @@ def _algo_class(algo: Algo):  # noqa: ANN202 - an SB3 class
     import stable_baselines3 as sb3
 
     return {"sac": sb3.SAC, "td3": sb3.TD3, "ddpg": sb3.DDPG, "ppo": sb3.PPO}[algo]
+
+
+def _learn(model: object, progress: bool, **kwargs: object) -> None:
+    """``model.learn`` (SB3), with its progress bar when ``progress``, minus the warning that
+    the bar's ``tqdm.rich`` is experimental."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="rich is experimental")
+        model.learn(progress_bar=progress, **kwargs)  # type: ignore[attr-defined]
 
 
 def _save_model(model: object, path: Path) -> None:
@@ -146,7 +155,7 @@ def build_d4rl_datasets(
             kwargs["learning_starts"] = learning_starts
     model = cls("MlpPolicy", env, **kwargs)
     medium_steps = max(1, int(train_steps * medium_fraction))
-    model.learn(total_timesteps=medium_steps, progress_bar=progress)
+    _learn(model, progress, total_timesteps=medium_steps)
     checkpoints = {"medium": checkpoint_dir / "medium.zip", "expert": checkpoint_dir / "expert.zip"}
     _save_model(model, checkpoints["medium"])
     written: dict[str, str] = {}
@@ -156,9 +165,7 @@ def build_d4rl_datasets(
             replay, ids["medium-replay"], algorithm_name=f"SB3 {algo.upper()} replay buffer"
         )
         written["medium-replay"] = ids["medium-replay"]
-    model.learn(
-        total_timesteps=train_steps - medium_steps, reset_num_timesteps=False, progress_bar=progress
-    )
+    _learn(model, progress, total_timesteps=train_steps - medium_steps, reset_num_timesteps=False)
     _save_model(model, checkpoints["expert"])
     env.close()
     for kind in ("medium", "expert"):
